@@ -1,0 +1,185 @@
+"""Cost of model calls from the ``genai-prices`` data, with user overrides.
+
+An unknown price is ``None``, never zero: local servers, Databricks endpoints, the
+simulator and scripted models cost ``0.0`` only when an override says so.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+from collections.abc import AsyncIterator, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING
+
+from rlm_engine.errors import ConfigurationError
+from rlm_engine.lm.base import LanguageModel, StreamDone, StreamEvent
+from rlm_engine.lm.lifecycle import aclose_model
+from rlm_engine.lm.spec import canonical_model, split_model_spec
+from rlm_engine.lm.streaming import open_stream
+from rlm_engine.types import Completion, Message, ModelSettings, Usage
+
+if TYPE_CHECKING:
+    from genai_prices import types as genai_types
+
+# Our provider names mapped to genai-prices provider ids. Providers without a public price
+# list are absent on purpose.
+GENAI_PRICES_PROVIDERS: Mapping[str, str] = {
+    "openai": "openai",
+    "anthropic": "anthropic",
+    "gemini": "google",
+    "litellm": "litellm",
+}
+
+_PER_MTOK = 1_000_000
+
+
+@dataclass(frozen=True, slots=True)
+class PriceOverride:
+    """A price in USD per million tokens. ``cached_input_per_mtok=None`` bills cached
+    input at the normal input price."""
+
+    input_per_mtok: float
+    output_per_mtok: float
+    cached_input_per_mtok: float | None = None
+
+    def cost(self, usage: Usage) -> float:
+        """The cost of ``usage`` at this price."""
+        cached = min(usage.cached_tokens, usage.input_tokens)
+        cached_price = (
+            self.input_per_mtok
+            if self.cached_input_per_mtok is None
+            else self.cached_input_per_mtok
+        )
+        total = (
+            (usage.input_tokens - cached) * self.input_per_mtok
+            + cached * cached_price
+            + usage.output_tokens * self.output_per_mtok
+        )
+        return total / _PER_MTOK
+
+
+class Pricer:
+    """Prices completions. Overrides are keyed by model string (``provider/model``);
+    ``provider/*`` applies to every model of a provider. Overrides win over the data."""
+
+    def __init__(self, overrides: Mapping[str, PriceOverride] | None = None) -> None:
+        self._overrides: dict[str, PriceOverride] = {}
+        for key, price in (overrides or {}).items():
+            if key.endswith("/*") or key.endswith(":*"):
+                self._overrides[f"{key[:-2].strip().lower()}/*"] = price
+            else:
+                self._overrides[canonical_model(key)] = price
+
+    def override_for(self, model: str) -> PriceOverride | None:
+        """The override that applies to ``model``, if any."""
+        try:
+            provider, name = split_model_spec(model)
+        except ConfigurationError:
+            return None
+        return self._overrides.get(f"{provider}/{name}") or self._overrides.get(f"{provider}/*")
+
+    def cost(self, completion: Completion) -> float | None:
+        """USD cost of ``completion``; ``None`` when its model's price is unknown."""
+        return self.cost_of(completion.model, completion.usage)
+
+    def cost_of(self, model: str, usage: Usage) -> float | None:
+        """USD cost of ``usage`` on ``model``; ``None`` when the price is unknown."""
+        override = self.override_for(model)
+        if override is not None:
+            return override.cost(usage)
+        try:
+            provider, name = split_model_spec(model)
+        except ConfigurationError:
+            return None
+        provider_id = GENAI_PRICES_PROVIDERS.get(provider)
+        if provider_id is None:
+            return None
+        return _catalogue_cost(name, provider_id, usage)
+
+
+@functools.lru_cache(maxsize=1024)
+def _catalogue_entry(
+    model_ref: str, provider_id: str
+) -> tuple[genai_types.Provider, genai_types.ModelInfo] | None:
+    """The catalogue's (provider, model) for a reference, or ``None`` when unknown.
+
+    Matching a reference scans the whole catalogue (about half a millisecond); a fan-out
+    of hundreds of sub-calls to one model must not pay that on every call.
+    """
+    from genai_prices import data_snapshot
+
+    try:
+        return data_snapshot.get_snapshot().find_provider_model(model_ref, None, provider_id, None)
+    except (LookupError, ValueError):
+        return None
+
+
+def _catalogue_cost(model_ref: str, provider_id: str, usage: Usage) -> float | None:
+    import genai_prices
+
+    entry = _catalogue_entry(model_ref, provider_id)
+    if entry is None:
+        # Unknown model or provider: an unknown price, which is not a zero price.
+        return None
+    provider, model = entry
+    priced = genai_prices.Usage(
+        input_tokens=usage.input_tokens,
+        output_tokens=usage.output_tokens,
+        cache_read_tokens=min(usage.cached_tokens, usage.input_tokens),
+    )
+    try:
+        calculation = model.calc_price(
+            priced, provider, genai_request_timestamp=datetime.now(tz=UTC)
+        )
+    except (LookupError, ValueError):
+        return None
+    return float(calculation.total_price)
+
+
+class PricedModel:
+    """Wraps a model and fills ``Completion.cost_usd`` (``None`` when unknown)."""
+
+    def __init__(self, inner: LanguageModel, pricer: Pricer | None = None) -> None:
+        self.inner = inner
+        self.pricer = pricer or Pricer()
+
+    @property
+    def name(self) -> str:
+        """The canonical ``provider/model`` string."""
+        return self.inner.name
+
+    @property
+    def provider(self) -> str:
+        """The provider name, e.g. ``openai``."""
+        return self.inner.provider
+
+    def __repr__(self) -> str:
+        return f"PricedModel({self.inner!r})"
+
+    async def aclose(self) -> None:
+        """Release the wrapped model's HTTP clients."""
+        await aclose_model(self.inner)
+
+    def _priced(self, completion: Completion) -> Completion:
+        return dataclasses.replace(completion, cost_usd=self.pricer.cost(completion))
+
+    async def complete(
+        self, messages: Sequence[Message], settings: ModelSettings | None = None
+    ) -> Completion:
+        """The inner completion with its cost."""
+        return self._priced(await self.inner.complete(messages, settings))
+
+    async def stream(
+        self, messages: Sequence[Message], settings: ModelSettings | None = None
+    ) -> AsyncIterator[StreamEvent]:
+        """The inner stream; the final ``StreamDone`` carries the cost."""
+        events = open_stream(self.inner, messages, settings)
+        try:
+            async for event in events:
+                if isinstance(event, StreamDone):
+                    event = StreamDone(type="done", completion=self._priced(event.completion))
+                yield event
+        finally:
+            await events.aclose()

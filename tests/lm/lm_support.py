@@ -1,0 +1,19 @@
+"""Helpers shared by the model-layer tests."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+
+from rlm_engine.sim import SimServer
+
+StartSim = Callable[..., Awaitable[SimServer]]
+
+
+class SleepRecorder:
+    """An injected ``sleep`` that records the requested waits instead of waiting."""
+
+    def __init__(self) -> None:
+        self.waits: list[float] = []
+
+    async def __call__(self, seconds: float) -> None:
+        self.waits.append(seconds)
