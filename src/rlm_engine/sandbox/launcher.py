@@ -1,0 +1,265 @@
+"""Command lines that start the worker under each isolation level.
+
+The worker sees its working directory at the same path as the host does (so staged
+context paths need no translation), but under bubblewrap that path is a fresh,
+size-capped tmpfs: the host directory only supplies ``contexts/``, bound read-only.
+Nothing else of the host is writable except an optional workspace.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from rlm_engine.errors import SandboxError
+from rlm_engine.sandbox.isolation import Capabilities, IsolationLevel
+from rlm_engine.sandbox.limits import MIB, Limits
+
+SANDBOX_PATH = "/usr/local/bin:/usr/bin:/bin"
+# Files under /etc the interpreter and libc need; nothing with accounts, hosts or keys.
+ETC_FILES = (
+    "/etc/ld.so.cache",
+    "/etc/ld.so.conf",
+    "/etc/ld.so.conf.d",
+    "/etc/localtime",
+    "/etc/alternatives",
+)
+SYSTEM_DIRS = ("/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32")
+WORKSPACE_INSIDE = "/data"
+
+
+@dataclass(frozen=True, slots=True)
+class Launch:
+    """How to start one worker: the full argv, its environment and working directory."""
+
+    level: IsolationLevel
+    argv: tuple[str, ...]
+    env: dict[str, str]
+    cwd: Path
+    home: str
+    """The worker's working directory and ``$HOME`` as the worker sees it."""
+    workspace: str | None
+    uid: int | None
+    notes: tuple[str, ...] = field(default=())
+    stdio: bool = False
+    """Protocol on the command's stdin/stdout, cell output on its stderr."""
+
+
+@functools.cache
+def interpreter_paths(python: str) -> tuple[str, ...]:
+    """Directories the interpreter needs readable: its prefixes and import path
+    (asked of the interpreter itself, once per interpreter)."""
+    code = (
+        "import json, os, sys; print(json.dumps([sys.prefix, sys.base_prefix, "
+        "os.path.dirname(os.path.dirname(os.path.realpath(sys.executable)))] + sys.path))"
+    )
+    try:
+        done = subprocess.run(
+            [python, "-I", "-c", code],
+            capture_output=True,
+            timeout=30,
+            check=False,
+            env={"PATH": "/usr/bin:/bin"},
+        )
+        if done.returncode != 0:
+            output = (done.stdout + done.stderr).decode("utf-8", "replace")[-4000:]
+            raise SandboxError(
+                f"the REPL worker failed to start: the interpreter {python!r} exited with "
+                f"code {done.returncode}. Its output:\n{output}"
+            )
+        found = [str(path) for path in json.loads(done.stdout)]
+    except (OSError, subprocess.SubprocessError, ValueError) as exc:
+        raise SandboxError(f"cannot start the REPL worker {python!r}: {exc}") from None
+    return _minimal_dirs(found)
+
+
+def _minimal_dirs(paths: Sequence[str]) -> tuple[str, ...]:
+    """Existing directories (an existing zip counts by its folder), without ones nested
+    in another, without ``/`` and without anything under ``/usr`` (bound anyway)."""
+    dirs: set[str] = set()
+    for raw in paths:
+        if not raw:
+            continue
+        path = os.path.realpath(raw)
+        if os.path.isfile(path):  # a zip archive on the import path
+            path = os.path.dirname(path)
+        if not os.path.isdir(path) or path == "/" or path == "/usr" or path.startswith("/usr/"):
+            continue
+        dirs.add(path)
+    ordered = sorted(dirs)
+    kept: list[str] = []
+    for path in ordered:
+        if not any(path.startswith(parent.rstrip("/") + "/") for parent in kept):
+            kept.append(path)
+    return tuple(kept)
+
+
+def _parents(path: str) -> list[str]:
+    parts = Path(path).parts[1:-1]
+    return ["/" + "/".join(parts[: index + 1]) for index in range(len(parts))]
+
+
+def _system_binds() -> list[str]:
+    args = ["--ro-bind", "/usr", "/usr"]
+    for path in SYSTEM_DIRS:
+        if os.path.islink(path):
+            args += ["--symlink", os.readlink(path), path]
+        elif os.path.isdir(path):
+            args += ["--ro-bind", path, path]
+    for path in ETC_FILES:
+        if os.path.exists(path):
+            args += ["--ro-bind", path, path]
+    return args
+
+
+def _readable_binds(dirs: Sequence[str]) -> list[str]:
+    """Read-only binds of ``dirs``; their parents are created traversable (bubblewrap
+    would make them 0700) but hold nothing else, so ``/root`` stays empty."""
+    args: list[str] = []
+    made: set[str] = set()
+    for path in dirs:
+        for parent in _parents(path):
+            if parent not in made and not parent.startswith("/usr"):
+                args += ["--perms", "0755", "--dir", parent]
+                made.add(parent)
+        args += ["--ro-bind", path, path]
+    return args
+
+
+def worker_argv(python: str, extra: Sequence[str]) -> list[str]:
+    """The worker command itself, identical under every level."""
+    return [python, "-I", "-m", "rlm_engine.sandbox.worker", *extra]
+
+
+def _setpriv(caps: Capabilities, uid: int) -> list[str]:
+    assert caps.setpriv is not None
+    return [
+        caps.setpriv,
+        f"--reuid={uid}",
+        f"--regid={uid}",
+        "--clear-groups",
+        "--inh-caps=-all",
+        "--bounding-set=-all",
+        "--no-new-privs",
+        "--",
+    ]
+
+
+def bubblewrap_launch(
+    caps: Capabilities,
+    *,
+    python: str,
+    worker_args: Sequence[str],
+    workdir: Path,
+    limits: Limits,
+    workspace: Path | None,
+    uid: int | None,
+    env: dict[str, str],
+) -> Launch:
+    """bubblewrap: see the module docstring of ``isolation`` for what it confines."""
+    assert caps.bwrap is not None
+    home = str(workdir)
+    tmpfs_size = str(limits.disk_mb * MIB) if limits.disk_mb else None
+    args = [caps.bwrap, "--die-with-parent", "--new-session", "--clearenv"]
+    args += ["--unshare-ipc", "--unshare-pid", "--unshare-net", "--unshare-uts"]
+    args += ["--unshare-cgroup-try", "--hostname", "sandbox"]
+    if caps.is_root:
+        # A user namespace made by root maps the sandbox user onto real root, where
+        # RLIMIT_NPROC does not apply; a real unprivileged uid (setpriv, below) is
+        # stronger. setpriv needs these three capabilities and drops them for good.
+        args += ["--cap-drop", "ALL"]
+        args += ["--cap-add", "CAP_SETUID", "--cap-add", "CAP_SETGID"]
+        args += ["--cap-add", "CAP_SETPCAP"]
+    else:
+        args += ["--unshare-user", "--cap-drop", "ALL"]
+    args += _system_binds()
+    args += ["--proc", "/proc", "--dev", "/dev"]
+    size = ["--size", tmpfs_size] if tmpfs_size else []
+    args += ["--perms", "1777", *size, "--tmpfs", "/tmp"]
+    # After /tmp, so an interpreter that lives under /tmp is not hidden by the tmpfs.
+    args += _readable_binds(interpreter_paths(python))
+    for parent in _parents(home):
+        args += ["--perms", "0755", "--dir", parent]
+    args += ["--perms", "1777", *size, "--tmpfs", home]
+    contexts = str(workdir / "contexts")
+    args += ["--ro-bind", contexts, contexts]
+    inside_ws = None
+    if workspace is not None:
+        inside_ws = WORKSPACE_INSIDE
+        args += ["--bind", str(workspace), inside_ws]
+    args += ["--chdir", home]
+    for key, value in env.items():
+        args += ["--setenv", key, value]
+    if caps.is_root:
+        if uid is None:
+            raise SandboxError("a uid is needed to run the worker as non-root")
+        args += _setpriv(caps, uid)
+    argv = [*args, *worker_argv(python, worker_args)]
+    outer_env = {"PATH": SANDBOX_PATH}  # bwrap itself: nothing of the host's environment
+    return Launch("bubblewrap", tuple(argv), outer_env, workdir, home, inside_ws, uid)
+
+
+def unshare_launch(
+    caps: Capabilities,
+    *,
+    python: str,
+    worker_args: Sequence[str],
+    workdir: Path,
+    workspace: Path | None,
+    uid: int | None,
+    env: dict[str, str],
+) -> Launch:
+    """unshare + setpriv (+ Landlock applied by the worker itself)."""
+    assert caps.unshare is not None
+    args = [caps.unshare, "--net", "--pid", "--fork", "--kill-child", "--mount-proc"]
+    args += ["--mount", "--ipc", "--uts"]
+    if not caps.is_root:
+        args.insert(1, "--map-root-user")
+    notes: list[str] = []
+    switch = caps.is_root and uid is not None and caps.setpriv is not None
+    if switch and uid is not None and not _reachable_by_others(python):
+        notes.append(f"{python} is not readable by other users, so the worker keeps uid 0")
+        switch = False
+    if switch and uid is not None:
+        args += _setpriv(caps, uid)
+    elif caps.is_root and caps.setpriv is not None:
+        # Cannot switch uid: still drop every capability.
+        args += [caps.setpriv, "--inh-caps=-all", "--bounding-set=-all", "--no-new-privs", "--"]
+    extra = list(worker_args)
+    if caps.landlock_abi:
+        writable = [str(workdir)] + ([str(workspace)] if workspace is not None else [])
+        extra += ["--landlock", ",".join(writable)]
+    else:
+        notes.append("Landlock is unavailable: file writes are limited by the uid only")
+    argv = [*args, *worker_argv(python, extra)]
+    home = str(workdir)
+    return Launch(
+        "unshare",
+        tuple(argv),
+        env,
+        workdir,
+        home,
+        None if workspace is None else str(workspace),
+        uid if switch else None,
+        tuple(notes),
+    )
+
+
+def _reachable_by_others(python: str) -> bool:
+    """Whether a different unprivileged uid can execute ``python`` and read its library
+    (every directory on the way must be searchable by others)."""
+    for path in (python, os.path.realpath(python), sys.base_prefix, sys.prefix):
+        for parent in [*_parents(path), path]:
+            try:
+                mode = os.stat(parent).st_mode
+            except OSError:
+                return False
+            if not mode & 0o001 and os.path.isdir(parent):
+                return False
+    return True

@@ -1,0 +1,205 @@
+"""The REPL worker: runs the cells of one sandbox in a persistent namespace (stdlib only).
+
+The host starts it as::
+
+    python -I -m rlm_engine.sandbox.worker --fds IN,OUT [--output-cap N] [--tools a,b]
+
+``IN`` and ``OUT`` are the dedicated protocol pipes (see ``wire``); fd 1 and 2 are a plain
+pipe the host drains, so printing can never forge a frame. Cells run in the main thread so
+SIGINT can interrupt them; a reader thread routes call results to waiting callers while a
+cell runs, and exits the worker when the host goes away.
+"""
+
+from __future__ import annotations
+
+import builtins
+import faulthandler
+import io
+import os
+import queue
+import sys
+import threading
+import time
+from typing import Any, cast
+
+from rlm_engine.sandbox import landlock, wire
+from rlm_engine.sandbox.limits import apply_rlimits
+from rlm_engine.sandbox.worker_cell import (
+    CappedOutput,
+    SoftInterrupt,
+    capture,
+    restore,
+    run_cell,
+)
+from rlm_engine.sandbox.worker_channel import HostChannel, exit_with_host
+from rlm_engine.sandbox.worker_context import load_context
+from rlm_engine.sandbox.worker_names import ReplNames, VarsReport
+
+DEFAULT_OUTPUT_CAP = 1_000_000
+
+
+class Worker:
+    """Serves the host's commands (exec, load_context, list_vars) one at a time."""
+
+    def __init__(
+        self,
+        in_fd: int,
+        out_fd: int,
+        *,
+        output_cap: int,
+        tools: list[str],
+        hard_cap: int = 0,
+        workspace: str | None = None,
+    ) -> None:
+        self._in_fd = in_fd
+        self._channel = HostChannel(out_fd)
+        self._commands: queue.SimpleQueue[dict[str, Any]] = queue.SimpleQueue()
+        self._namespace: dict[str, Any] = {"__name__": "__main__", "__builtins__": builtins}
+        self._names = ReplNames(self._channel, self._namespace, tools, workspace=workspace)
+        self._interrupt = SoftInterrupt()
+        self._output = CappedOutput(output_cap, hard_cap)
+        self._cells = 0
+
+    def serve(self) -> None:
+        """Announce readiness, then run commands until the host goes away."""
+        self._interrupt.install()
+        self._names.install()
+        self._channel.start()
+        reader = threading.Thread(target=self._read_loop, name="rlm-wire-reader", daemon=True)
+        reader.start()
+        self._channel.send({"type": "ready", "pid": os.getpid()})
+        while True:
+            message = self._commands.get()
+            self._channel.send(self._handle(message))
+
+    def _read_loop(self) -> None:
+        while True:
+            try:
+                message = wire.read_frame(self._in_fd)
+            except (OSError, wire.WireError):
+                message = None
+            if message is None:
+                exit_with_host()
+                return
+            if message.get("type") == "result":
+                self._channel.deliver(message)
+            else:
+                self._commands.put(message)
+
+    def _handle(self, message: dict[str, Any]) -> dict[str, Any]:
+        request_id = message.get("id")
+        kind = message.get("type")
+        try:
+            if kind == "exec":
+                value: Any = self._exec(str(message.get("code", "")))
+            elif kind == "load_context":
+                value = self._load_context(message.get("spec"))
+            elif kind == "list_vars":
+                value = dict(self._names.user_vars())
+            elif kind == "set_tools":
+                tools = cast(object, message.get("tools"))
+                names = (
+                    [str(t) for t in cast(list[object], tools)] if isinstance(tools, list) else []
+                )
+                if not isinstance(tools, list) or names != tools:
+                    raise TypeError("set_tools needs a list of names")
+                self._names.set_tools(names)
+                self._names.install()
+                value = None
+            else:
+                raise ValueError(f"unknown command {kind!r}")
+        except Exception as exc:  # a failed command is a reply, never a dead worker
+            return {"type": "reply", "id": request_id, "ok": False, "error": str(exc)}
+        return {"type": "reply", "id": request_id, "ok": True, "value": value}
+
+    def _exec(self, code: str) -> dict[str, Any]:
+        self._cells += 1
+        self._names.final = None
+        self._names.install()
+        # Reinstalled around every cell: a cell may have replaced the SIGINT handler.
+        self._interrupt.install()
+        stdout, stderr = sys.stdout, sys.stderr
+        capture(self._output)
+        started = time.perf_counter()
+        try:
+            error = run_cell(
+                code, self._namespace, f"<cell-{self._cells}>", self._interrupt, self._show
+            )
+        finally:
+            restore(stdout, stderr)
+            self._interrupt.install()
+            self._names.install()
+        output, dropped = self._output.take()
+        return {
+            "status": "ok" if error is None else "error",
+            "output": output,
+            "error": error,
+            "final": self._names.final,
+            "dropped": dropped,
+            "interrupted": self._interrupt.fired,
+            "duration": time.perf_counter() - started,
+        }
+
+    def _load_context(self, spec: object) -> dict[str, Any]:
+        if not isinstance(spec, dict):
+            raise TypeError("load_context needs a spec object")
+        value, meta = load_context(cast(dict[str, Any], spec))
+        self._names.context = value
+        self._names.install()
+        return meta
+
+    @staticmethod
+    def _show(value: Any) -> None:
+        """Echo a cell's trailing expression like a notebook does."""
+        if value is not None and not isinstance(value, VarsReport):
+            print(repr(value))
+
+
+def _parse_args(argv: list[str]) -> dict[str, str]:
+    options = dict(zip(argv[::2], argv[1::2], strict=False))
+    if "--fds" not in options:
+        raise SystemExit("usage: python -I -m rlm_engine.sandbox.worker --fds IN,OUT")
+    return options
+
+
+def _confine(options: dict[str, str]) -> None:
+    """Limits first, before any thread exists and before any command is read: rlimits
+    and Landlock bind this process and everything it will start."""
+    if "--rlimits" in options:
+        apply_rlimits(options["--rlimits"])
+    if options.get("--landlock"):
+        landlock.restrict([path for path in options["--landlock"].split(",") if path])
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the worker process."""
+    options = _parse_args(sys.argv[1:] if argv is None else argv)
+    try:
+        in_fd, out_fd = (int(part) for part in options["--fds"].split(","))
+    except ValueError:
+        raise SystemExit("--fds needs two descriptors: IN,OUT") from None
+    cap = int(options.get("--output-cap", DEFAULT_OUTPUT_CAP))
+    hard_cap = int(options.get("--hard-output-cap", "0"))
+    tools = [name for name in options.get("--tools", "").split(",") if name]
+    _confine(options)
+    os.umask(0o077)
+    # Processes the cells spawn must not inherit the protocol pipes.
+    os.set_inheritable(in_fd, False)
+    os.set_inheritable(out_fd, False)
+    faulthandler.enable()  # a crash leaves a traceback in the raw output the host keeps
+    for stream in (sys.stdout, sys.stderr):
+        if isinstance(stream, io.TextIOWrapper):
+            stream.reconfigure(line_buffering=True, errors="backslashreplace")
+    Worker(
+        in_fd,
+        out_fd,
+        output_cap=cap,
+        hard_cap=hard_cap,
+        tools=tools,
+        workspace=options.get("--workspace") or None,
+    ).serve()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,110 @@
+"""Worker side of the wire: frame output through one writer thread and thread-safe calls
+to the host (stdlib only).
+
+All frames leave through a writer thread because Python runs signal handlers in the main
+thread only: a ``KeyboardInterrupt`` raised in the middle of a write from the main thread
+would leave half a frame on the pipe and corrupt the stream. ``queue.SimpleQueue.put`` is
+implemented in C and is never split by a signal handler.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import queue
+import signal
+import threading
+from typing import Any
+
+from rlm_engine.sandbox import wire
+
+
+def exit_with_host() -> None:
+    """The host is gone: take this worker and everything it started down with it."""
+    try:
+        os.killpg(os.getpgrp(), signal.SIGKILL)
+    finally:
+        os._exit(70)
+
+
+class HostKeyError(KeyError):
+    """The host reported a missing key (``memory[k]`` for an unknown ``k``)."""
+
+
+class _Pending:
+    __slots__ = ("done", "message")
+
+    def __init__(self) -> None:
+        self.done = threading.Event()
+        self.message: dict[str, Any] = {}
+
+
+class HostChannel:
+    """Sends frames to the host and matches call results to waiting callers by id."""
+
+    def __init__(self, out_fd: int) -> None:
+        self._out_fd = out_fd
+        self._outbox: queue.SimpleQueue[bytes] = queue.SimpleQueue()
+        self._pending: dict[int, _Pending] = {}
+        self._lock = threading.Lock()
+        self._ids = itertools.count(1)
+        self._writer = threading.Thread(
+            target=self._write_loop, name="rlm-wire-writer", daemon=True
+        )
+
+    def start(self) -> None:
+        """Start the writer thread."""
+        self._writer.start()
+
+    def send(self, message: dict[str, Any]) -> None:
+        """Queue one frame; raises ``TypeError``/``ValueError`` if it is not JSON-able."""
+        self._outbox.put(wire.encode(message))
+
+    def _write_loop(self) -> None:
+        while True:
+            frame = self._outbox.get()
+            try:
+                wire.write_all(self._out_fd, frame)
+            except OSError:
+                exit_with_host()
+
+    def call(self, method: str, params: dict[str, Any]) -> Any:
+        """Call a host method and block until its result arrives.
+
+        A host-side failure raises ``RuntimeError`` (``HostKeyError`` for a missing key).
+        Encoding errors surface as ``TypeError``/``ValueError`` before anything is sent.
+        """
+        with self._lock:
+            call_id = next(self._ids)
+        frame = wire.encode({"type": "call", "id": call_id, "method": method, "params": params})
+        pending = _Pending()
+        with self._lock:
+            self._pending[call_id] = pending
+        try:
+            self._outbox.put(frame)
+            pending.done.wait()
+        finally:
+            # An interrupted caller abandons its request; a late result is then dropped.
+            with self._lock:
+                self._pending.pop(call_id, None)
+        return _outcome(pending.message)
+
+    def deliver(self, message: dict[str, Any]) -> None:
+        """Hand a ``result`` frame from the host to the caller waiting for it."""
+        call_id = message.get("id")
+        if not isinstance(call_id, int):
+            return
+        with self._lock:
+            pending = self._pending.pop(call_id, None)
+        if pending is not None:
+            pending.message = message
+            pending.done.set()
+
+
+def _outcome(message: dict[str, Any]) -> Any:
+    if message.get("ok") is True:
+        return message.get("value")
+    error = str(message.get("error") or "the host call failed")
+    if message.get("kind") == "missing":
+        raise HostKeyError(error)
+    raise RuntimeError(error)

@@ -1,0 +1,297 @@
+"""The names the REPL offers to model-written code (worker side, stdlib only).
+
+Every function that reaches the host validates its arguments here first, so a mistake in
+the cell becomes a clear ``TypeError`` in the cell rather than an opaque host error.
+"""
+
+from __future__ import annotations
+
+import json
+import types
+from collections.abc import Iterable, Iterator, Sized
+from typing import Any, Protocol, cast
+
+from rlm_engine.sandbox.corpus import Corpus
+from rlm_engine.sandbox.large_text import LargeText
+from rlm_engine.sandbox.worker_channel import HostKeyError
+from rlm_engine.sandbox.worker_workspace import Workspace
+
+RESERVED_NAMES = frozenset(
+    {
+        "context",
+        "llm_query",
+        "llm_query_batched",
+        "rlm_query",
+        "rlm_query_batched",
+        "FINAL",
+        "FINAL_VAR",
+        "SUBMIT",
+        "SHOW_VARS",
+        "memory",
+        "workspace",
+    }
+)
+
+
+class Caller(Protocol):
+    def call(self, method: str, params: dict[str, Any]) -> Any: ...
+
+
+def _json_copy(value: Any, what: str) -> Any:
+    """A JSON round trip: proves ``value`` can cross the wire and snapshots it."""
+    try:
+        return json.loads(json.dumps(value))
+    except (TypeError, ValueError) as exc:
+        raise TypeError(
+            f"{what} must be JSON-serialisable (str, int, float, bool, None, list, dict); "
+            f"got {type(value).__name__}: {exc}"
+        ) from None
+
+
+def _require_str(value: object, what: str) -> str:
+    if not isinstance(value, str):
+        raise TypeError(f"{what} must be a str, not {type(value).__name__}")
+    return value
+
+
+def _optional_str(value: object, what: str) -> str | None:
+    return None if value is None else _require_str(value, what)
+
+
+def _str_list(values: object, what: str) -> list[str]:
+    if isinstance(values, str) or not isinstance(values, Iterable):
+        raise TypeError(f"{what} must be a list of str, not {type(values).__name__}")
+    items = list(cast(Iterable[object], values))
+    return [_require_str(item, f"{what}[{index}]") for index, item in enumerate(items)]
+
+
+def _expect_str(value: object, method: str) -> str:
+    if not isinstance(value, str):
+        raise RuntimeError(f"{method}: the host returned {type(value).__name__}, not str")
+    return value
+
+
+def _expect_str_list(value: object, method: str, count: int) -> list[str]:
+    if not isinstance(value, list):
+        raise RuntimeError(f"{method}: the host returned {type(value).__name__}, not a list")
+    items = cast(list[object], value)
+    if len(items) != count:
+        raise RuntimeError(f"{method}: the host returned {len(items)} answers for {count} prompts")
+    return [_expect_str(item, method) for item in items]
+
+
+def describe(value: object) -> str:
+    """A short type description. Only built-in types are measured, so describing a
+    variable never runs code the cell defined (a ``__len__`` could loop forever)."""
+    kind = type(value).__name__
+    if isinstance(value, str):
+        return f"str, {len(value):,} chars"
+    if isinstance(value, bytes | bytearray):
+        return f"{kind}, {len(value):,} bytes"
+    if type(value) is dict:
+        return f"dict, {len(cast(dict[object, object], value)):,} keys"
+    if type(value) in (list, tuple, set, frozenset):
+        return f"{kind}, {len(cast(Sized, value)):,} items"
+    if isinstance(value, Corpus):
+        return f"Corpus, {len(value):,} files"
+    if isinstance(value, LargeText):
+        return f"LargeText, {len(value):,} bytes (memory-mapped)"
+    if isinstance(value, types.FunctionType | types.BuiltinFunctionType):
+        return "function"
+    if isinstance(value, type):
+        return "class"
+    return kind
+
+
+class VarsReport(dict[str, str]):
+    """What ``SHOW_VARS`` returns; the REPL does not echo it a second time."""
+
+
+class HostMemory:
+    """A dict-like view of the host's memory store (it outlives this REPL)."""
+
+    def __init__(self, channel: Caller) -> None:
+        self._channel = channel
+
+    def __getitem__(self, key: str) -> Any:
+        try:
+            return self._channel.call("memory_get", {"key": _require_str(key, "memory key")})
+        except HostKeyError:
+            raise KeyError(key) from None
+
+    def __setitem__(self, key: str, value: Any) -> None:
+        params = {
+            "key": _require_str(key, "memory key"),
+            "value": _json_copy(value, "memory value"),
+        }
+        self._channel.call("memory_set", params)
+
+    def get(self, key: str, default: Any = None) -> Any:
+        """``memory[key]``, or ``default`` if the key is absent."""
+        try:
+            return self[key]
+        except KeyError:
+            return default
+
+    def __contains__(self, key: object) -> bool:
+        if not isinstance(key, str):
+            return False
+        try:
+            self[key]
+        except KeyError:
+            return False
+        return True
+
+    def keys(self) -> list[str]:
+        """The stored keys."""
+        return _str_list(self._channel.call("memory_keys", {}), "memory keys")
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.keys())
+
+    def __repr__(self) -> str:
+        return "<host memory: memory[key], memory[key] = value, memory.get(), memory.keys()>"
+
+
+class HostTool:
+    """A user tool that runs on the host: ``name(*args, **kwargs)``."""
+
+    def __init__(self, name: str, channel: Caller) -> None:
+        self._name = name
+        self._channel = channel
+        self.__name__ = name
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        params = {
+            "name": self._name,
+            "args": _json_copy(list(args), f"arguments of {self._name}()"),
+            "kwargs": _json_copy(kwargs, f"keyword arguments of {self._name}()"),
+        }
+        return self._channel.call("tool", params)
+
+    def __repr__(self) -> str:
+        return f"<host tool {self._name}>"
+
+
+class ReplNames:
+    """Builds the reserved names and records what ``FINAL``/``SUBMIT`` set in a cell."""
+
+    def __init__(
+        self,
+        channel: Caller,
+        namespace: dict[str, Any],
+        tools: Iterable[str],
+        *,
+        workspace: str | None = None,
+    ) -> None:
+        self._channel = channel
+        self._namespace = namespace
+        self.context: Any = None
+        self.final: dict[str, Any] | None = None
+        self.tool_names: frozenset[str] = frozenset()
+        self._fixed: dict[str, Any] = {
+            "llm_query": self.llm_query,
+            "llm_query_batched": self.llm_query_batched,
+            "rlm_query": self.rlm_query,
+            "rlm_query_batched": self.rlm_query_batched,
+            "FINAL": self.FINAL,
+            "FINAL_VAR": self.FINAL_VAR,
+            "SUBMIT": self.SUBMIT,
+            "SHOW_VARS": self.SHOW_VARS,
+            "memory": HostMemory(channel),
+        }
+        self.set_tools(tools)
+        if workspace is not None:
+            self._fixed["workspace"] = Workspace(workspace)
+
+    def set_tools(self, tools: Iterable[str]) -> None:
+        """Replace the host tools offered as callables (a pooled worker learns its
+        owner's tools on acquisition)."""
+        for name in self.tool_names:
+            self._fixed.pop(name, None)
+            self._namespace.pop(name, None)
+        self.tool_names = frozenset(tools)
+        for name in self.tool_names:
+            self._fixed[name] = HostTool(name, self._channel)
+
+    def install(self) -> None:
+        """(Re)bind every reserved name, undoing whatever a cell assigned to them."""
+        self._namespace.update(self._fixed)
+        self._namespace["context"] = self.context
+
+    def user_vars(self) -> VarsReport:
+        """User variables -> short descriptions (no reserved names, modules or dunders)."""
+        report = VarsReport()
+        for name, value in self._namespace.items():
+            if name in RESERVED_NAMES or name in self.tool_names or name.startswith("__"):
+                continue
+            if isinstance(value, types.ModuleType):
+                continue
+            report[name] = describe(value)
+        return report
+
+    def llm_query(self, prompt: str, model: str | None = None) -> str:
+        """Ask a sub-model one question; returns its answer."""
+        params = {"prompt": _require_str(prompt, "prompt"), "model": _optional_str(model, "model")}
+        return _expect_str(self._channel.call("llm_query", params), "llm_query")
+
+    def llm_query_batched(self, prompts: list[str], model: str | None = None) -> list[str]:
+        """Ask many questions at once (the host runs them concurrently); answers in order."""
+        items = _str_list(prompts, "prompts")
+        params = {"prompts": items, "model": _optional_str(model, "model")}
+        return _expect_str_list(
+            self._channel.call("llm_query_batched", params), "llm_query_batched", len(items)
+        )
+
+    def rlm_query(self, prompt: str, context: Any = None) -> str:
+        """Hand a sub-problem and its own context (str, list or dict) to a child RLM."""
+        params = {
+            "prompt": _require_str(prompt, "prompt"),
+            "context": _json_copy(context, "rlm_query context"),
+        }
+        return _expect_str(self._channel.call("rlm_query", params), "rlm_query")
+
+    def rlm_query_batched(self, prompts: list[str], contexts: list[Any] | None = None) -> list[str]:
+        """Several child RLMs at once; ``contexts`` is None or one context per prompt."""
+        items = _str_list(prompts, "prompts")
+        copied: Any = None
+        if contexts is not None:
+            copied = _json_copy(list(contexts), "rlm_query_batched contexts")
+            if len(copied) != len(items):
+                raise ValueError(f"got {len(copied)} contexts for {len(items)} prompts")
+        params = {"prompts": items, "contexts": copied}
+        return _expect_str_list(
+            self._channel.call("rlm_query_batched", params), "rlm_query_batched", len(items)
+        )
+
+    def FINAL(self, answer: Any) -> None:
+        """Record the final answer (``str(answer)``); the cell keeps running."""
+        self.final = {"kind": "final", "answer": str(answer)}
+
+    def FINAL_VAR(self, name: Any) -> None:
+        """Record the value of the variable named ``name`` as the final answer."""
+        if isinstance(name, str):
+            key = name.strip()
+            if key not in self._namespace:
+                raise NameError(
+                    f"FINAL_VAR({name!r}): no variable named {key!r} exists in the REPL; "
+                    f"assign it first (e.g. {key} = ...) or call FINAL(value)"
+                )
+            value = self._namespace[key]
+        else:
+            value = name
+        self.final = {"kind": "final", "answer": str(value)}
+
+    def SUBMIT(self, **fields: Any) -> None:
+        """Record named output fields; every value must be JSON-serialisable."""
+        copied = {key: _json_copy(value, f"SUBMIT field {key!r}") for key, value in fields.items()}
+        self.final = {"kind": "submit", "fields": copied}
+
+    def SHOW_VARS(self) -> VarsReport:
+        """Print and return your variables with short type descriptions."""
+        report = self.user_vars()
+        if not report:
+            print("(no variables yet)")
+        for name, description in report.items():
+            print(f"{name}: {description}")
+        return report
