@@ -1,0 +1,233 @@
+"""The sub-call broker: serves what code in the REPL asks of the host.
+
+Every helper the REPL offers (``llm_query``, ``rlm_query``, tools, ``memory``) arrives
+here as one RPC. The broker enforces budgets, bounds fan-out with a semaphore, records
+each call in the call tree and emits events.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import json
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from typing import Any, cast
+
+from rlm_engine.engine.calls import call_model
+from rlm_engine.engine.state import TreeState
+from rlm_engine.engine.tree import CallNode
+from rlm_engine.errors import BudgetExceeded, ProviderError, RLMError
+from rlm_engine.events import Origin, SubcallFinished, SubcallStarted
+from rlm_engine.lm.base import LanguageModel
+from rlm_engine.types import Message
+
+# Starts a child RLM on (prompt, context) under the given node and returns its answer.
+ChildSpawner = Callable[[str, Any, CallNode], Awaitable[str]]
+Method = Callable[[Mapping[str, Any]], Awaitable[Any]]
+
+
+class BrokerError(RLMError):
+    """A request from the REPL was malformed; the message goes back into the cell."""
+
+
+def _text(value: Any, name: str) -> str:
+    if not isinstance(value, str):
+        raise BrokerError(f"{name} must be a str, got {type(value).__name__}")
+    return value
+
+
+def _texts(value: Any, name: str) -> list[str]:
+    if not isinstance(value, list):
+        raise BrokerError(f"{name} must be a list of str, got {type(value).__name__}")
+    items = cast(list[Any], value)
+    return [_text(v, f"{name}[{i}]") for i, v in enumerate(items)]
+
+
+def _context_as_text(context: Any) -> str:
+    if context is None:
+        return ""
+    if isinstance(context, str):
+        return context
+    return json.dumps(context, ensure_ascii=False, default=str)
+
+
+class Broker:
+    """Host side of the REPL's helpers for one run (root or child)."""
+
+    def __init__(
+        self,
+        state: TreeState,
+        *,
+        depth: int,
+        spawn_child: ChildSpawner,
+        current_node: Callable[[], CallNode],
+    ) -> None:
+        self._state = state
+        self._depth = depth
+        self._spawn_child = spawn_child
+        self._current_node = current_node
+        self._methods: dict[str, Method] = {
+            "llm_query": self._llm_query,
+            "llm_query_batched": self._llm_query_batched,
+            "rlm_query": self._rlm_query,
+            "rlm_query_batched": self._rlm_query_batched,
+            "tool": self._tool,
+            "memory_get": self._memory_get,
+            "memory_set": self._memory_set,
+            "memory_keys": self._memory_keys,
+        }
+
+    @property
+    def can_recurse(self) -> bool:
+        return self._depth + 1 < self._state.config.max_depth
+
+    async def __call__(self, method: str, params: Mapping[str, Any]) -> Any:
+        handler = self._methods.get(method)
+        if handler is None:
+            raise BrokerError(f"unknown host method {method!r}")
+        return await handler(params)
+
+    def _model(self, name: Any) -> LanguageModel:
+        if name is None:
+            return self._state.sub_model
+        return self._state.resolve_model(_text(name, "model"))
+
+    async def _tracked(
+        self, kind: str, prompt_chars: int, work: Callable[[CallNode], Awaitable[str]]
+    ) -> str:
+        """Run one sub-call under the current cell's node with budget and events."""
+        state = self._state
+        if kind != "tool":  # tools are the user's own code; only model work counts
+            state.budget.take_sub_call()
+        node = self._current_node().add(cast(Any, kind), label=f"{kind} sub-call")
+        call_id = state.next_call_id()
+        common = Origin(run_id=state.run_id, node_id=node.id, depth=self._depth)
+        await state.emit(
+            SubcallStarted(
+                **common, call_id=call_id, kind=cast(Any, kind), prompt_chars=prompt_chars
+            )
+        )
+        try:
+            result = await work(node)
+        except (ProviderError, BudgetExceeded, RLMError) as exc:
+            node.status = "error"
+            await state.emit(
+                SubcallFinished(
+                    **common,
+                    call_id=call_id,
+                    kind=cast(Any, kind),
+                    ok=False,
+                    result_chars=0,
+                    error=str(exc),
+                )
+            )
+            raise
+        await state.emit(
+            SubcallFinished(
+                **common, call_id=call_id, kind=cast(Any, kind), ok=True, result_chars=len(result)
+            )
+        )
+        return result
+
+    async def _plain_call(self, prompt: str, model: LanguageModel) -> str:
+        async def work(node: CallNode) -> str:
+            async with self._state.sub_call_slots:
+                completion = await call_model(
+                    self._state,
+                    model,
+                    [Message("user", prompt)],
+                    role="sub",
+                    node=node,
+                    depth=self._depth + 1,
+                    settings=self._state.config.sub_settings,
+                )
+            return completion.text
+
+        return await self._tracked("llm", len(prompt), work)
+
+    async def _llm_query(self, params: Mapping[str, Any]) -> str:
+        return await self._plain_call(
+            _text(params.get("prompt"), "prompt"), self._model(params.get("model"))
+        )
+
+    async def _gather(self, calls: Sequence[Awaitable[str]]) -> list[str]:
+        """Run calls concurrently; one failure becomes an error string in its slot instead
+        of discarding the answers of every other call in the batch."""
+        results = await asyncio.gather(*calls, return_exceptions=True)
+        out: list[str] = []
+        for item in results:
+            if isinstance(item, BaseException):
+                if not isinstance(item, Exception):
+                    raise item
+                out.append(f"[error: {type(item).__name__}: {item}]")
+            else:
+                out.append(item)
+        return out
+
+    async def _llm_query_batched(self, params: Mapping[str, Any]) -> list[str]:
+        prompts = _texts(params.get("prompts"), "prompts")
+        model = self._model(params.get("model"))
+        return await self._gather([self._plain_call(p, model) for p in prompts])
+
+    async def _child(self, prompt: str, context: Any) -> str:
+        if not self.can_recurse:
+            text = _context_as_text(context)
+            full = f"{prompt}\n\nContext:\n{text}" if text else prompt
+            return await self._plain_call(full, self._state.sub_model)
+
+        async def work(node: CallNode) -> str:
+            async with self._state.child_slots:
+                return await self._spawn_child(prompt, context, node)
+
+        return await self._tracked("rlm", len(prompt), work)
+
+    async def _rlm_query(self, params: Mapping[str, Any]) -> str:
+        return await self._child(_text(params.get("prompt"), "prompt"), params.get("context"))
+
+    async def _rlm_query_batched(self, params: Mapping[str, Any]) -> list[str]:
+        prompts = _texts(params.get("prompts"), "prompts")
+        raw_contexts = params.get("contexts")
+        if raw_contexts is None:
+            contexts: list[Any] = [None] * len(prompts)
+        elif isinstance(raw_contexts, list) and len(cast(list[Any], raw_contexts)) == len(prompts):
+            contexts = cast(list[Any], raw_contexts)
+        else:
+            raise BrokerError("contexts must be None or a list as long as prompts")
+        return await self._gather(
+            [self._child(p, c) for p, c in zip(prompts, contexts, strict=True)]
+        )
+
+    async def _tool(self, params: Mapping[str, Any]) -> Any:
+        name = _text(params.get("name"), "name")
+        tool = self._state.tools.get(name)
+        if tool is None:
+            raise BrokerError(f"no tool named {name!r}")
+        args: object = params.get("args") or []
+        kwargs: object = params.get("kwargs") or {}
+        if not isinstance(args, list) or not isinstance(kwargs, dict):
+            raise BrokerError("tool args must be a list and kwargs a dict")
+        call_args = cast(list[Any], args)
+        call_kwargs = cast(dict[str, Any], kwargs)
+
+        async def work(node: CallNode) -> str:
+            node.label = f"tool {name}"
+            outcome = tool(*call_args, **call_kwargs)
+            if inspect.isawaitable(outcome):
+                outcome = await outcome
+            node.detail["result"] = outcome
+            return json.dumps(outcome, default=str)
+
+        encoded = await self._tracked("tool", len(json.dumps(call_args, default=str)), work)
+        return json.loads(encoded)
+
+    async def _memory_get(self, params: Mapping[str, Any]) -> Any:
+        key = _text(params.get("key"), "key")
+        if key not in self._state.memory:
+            raise KeyError(key)
+        return self._state.memory[key]
+
+    async def _memory_set(self, params: Mapping[str, Any]) -> None:
+        self._state.memory[_text(params.get("key"), "key")] = params.get("value")
+
+    async def _memory_keys(self, params: Mapping[str, Any]) -> list[str]:
+        return sorted(self._state.memory)

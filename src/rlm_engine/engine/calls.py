@@ -1,0 +1,135 @@
+"""One model call with its accounting: budget, call-tree node and events."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from typing import Literal
+
+from rlm_engine.engine.journal import NondeterminismError, RecordedCall, request_hash
+from rlm_engine.engine.state import TreeState
+from rlm_engine.engine.tree import CallNode
+from rlm_engine.errors import ProviderError
+from rlm_engine.events import (
+    ModelCallFailed,
+    ModelCallFinished,
+    ModelCallStarted,
+    ModelFallback,
+    Origin,
+)
+from rlm_engine.lm.base import LanguageModel
+from rlm_engine.plugins.base import ModelCallInfo
+from rlm_engine.types import Completion, Message, ModelSettings
+
+Role = Literal["root", "sub", "digest", "capsule"]
+
+
+def _replayed(recorded: RecordedCall, wanted: str, node: CallNode) -> Completion:
+    if recorded.request_hash != wanted:
+        raise NondeterminismError(
+            f"replay diverged at {node.id}: the request differs from the journaled one, so "
+            "the recorded reply cannot be reused"
+        )
+    node.detail["replayed"] = True
+    return recorded.completion()
+
+
+async def call_model(
+    state: TreeState,
+    model: LanguageModel,
+    messages: Sequence[Message],
+    *,
+    role: Role,
+    node: CallNode,
+    depth: int,
+    settings: ModelSettings | None = None,
+) -> Completion:
+    """Call ``model`` and record the call on ``node`` (which must be fresh for this call)."""
+    info = ModelCallInfo(
+        run_id=state.run_id,
+        node_id=node.id,
+        depth=depth,
+        role=role,
+        model=model.name,
+        messages=tuple(messages),
+        emit=state.emit,
+    )
+    messages = await state.plugins.before_model_call(info)
+    call_id = state.next_call_id()
+    node.model = model.name
+    node.detail["call_id"] = call_id
+    prompt_chars = sum(len(m.content) for m in messages)
+    node.detail["prompt_chars"] = prompt_chars
+    common = Origin(run_id=state.run_id, node_id=node.id, depth=depth)
+    await state.emit(
+        ModelCallStarted(
+            **common, role=role, model=model.name, call_id=call_id, prompt_chars=prompt_chars
+        )
+    )
+    started = time.monotonic()
+    journal = state.journal
+    wanted = request_hash(model.name, messages, settings) if journal is not None else ""
+    recorded = await journal.recorded_call(node.id) if journal is not None else None
+    try:
+        if recorded is not None:
+            completion = _replayed(recorded, wanted, node)
+        else:
+            completion = await model.complete(messages, settings)
+            if journal is not None:
+                # Durable before the caller sees the reply: a crash from here on never
+                # pays for this call again.
+                await journal.record_call(node.id, role, wanted, completion)
+    except ProviderError as exc:
+        node.status = "error"
+        node.latency_s = time.monotonic() - started
+        node.detail["error"] = str(exc)
+        await state.emit(
+            ModelCallFailed(
+                **common,
+                role=role,
+                model=model.name,
+                call_id=call_id,
+                error=str(exc),
+                kind=exc.kind,
+            )
+        )
+        raise
+    for note in completion.fallbacks:
+        node.detail.setdefault("fallbacks", []).append(
+            {"model": note.model, "kind": note.kind, "error": note.error}
+        )
+        await state.emit(
+            ModelFallback(
+                **common,
+                role=role,
+                from_model=note.model,
+                to_model=completion.model,
+                kind=note.kind,
+                error=note.error,
+            )
+        )
+    if completion.from_cache:
+        node.detail["from_cache"] = True
+    node.usage = completion.usage
+    node.cost_usd = completion.cost_usd
+    node.latency_s = completion.latency_s or (time.monotonic() - started)
+    node.detail["response_chars"] = len(completion.text)
+    state.budget.record(completion)
+    await state.emit(
+        ModelCallFinished(
+            **common,
+            role=role,
+            model=completion.model or model.name,
+            call_id=call_id,
+            input_tokens=completion.usage.input_tokens,
+            output_tokens=completion.usage.output_tokens,
+            cached_tokens=completion.usage.cached_tokens,
+            cost_usd=completion.cost_usd,
+            latency_s=node.latency_s,
+            response_chars=len(completion.text),
+            finish_reason=completion.finish_reason,
+            from_cache=completion.from_cache,
+        )
+    )
+    await state.plugins.after_model_call(info, completion)
+    return completion

@@ -1,0 +1,57 @@
+"""Settings of one RLM. Plain data; nothing here reads the environment."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+from rlm_engine.errors import ConfigurationError
+from rlm_engine.lm.cache import CacheMode
+from rlm_engine.types import ModelSettings
+
+OutputMode = Literal["truncate", "digest"]
+
+
+@dataclass(frozen=True, slots=True)
+class RLMConfig:
+    max_iterations: int = 30
+    max_depth: int = 1
+    """1: the root's sub-calls are plain model calls. 2: ``rlm_query`` starts child RLMs."""
+    max_sub_calls: int | None = None
+    max_concurrency: int = 32
+    max_child_concurrency: int = 4
+    max_tokens: int | None = None
+    max_cost_usd: float | None = None
+    max_seconds: float | None = None
+    max_output_chars: int = 20_000
+    output_mode: OutputMode = "truncate"
+    cell_timeout_s: float = 120.0
+    system_prompt: str | None = None
+    root_context_tokens: int = 128_000
+    """Size of the root model's window, used to decide when to compact the history."""
+    capsule_share: float = 0.6
+    digest_input_chars: int = 400_000
+    response_cache: CacheMode = "auto"
+    """Cache identical sub-calls: "auto" only at temperature 0, "on" always, "off" never."""
+    retry_budget_s: float = 300.0
+    """Seconds a run may spend waiting between retries of failed model calls."""
+    root_settings: ModelSettings = ModelSettings()
+    sub_settings: ModelSettings = ModelSettings()
+
+    def __post_init__(self) -> None:
+        checks = {
+            "max_iterations": self.max_iterations >= 1,
+            "max_depth": self.max_depth >= 1,
+            "max_concurrency": self.max_concurrency >= 1,
+            "max_child_concurrency": self.max_child_concurrency >= 1,
+            "max_output_chars": self.max_output_chars >= 200,
+            "cell_timeout_s": self.cell_timeout_s > 0,
+            "capsule_share": 0 < self.capsule_share <= 1,
+        }
+        bad = [name for name, ok in checks.items() if not ok]
+        if bad:
+            raise ConfigurationError(
+                f"invalid RLM settings: {', '.join(bad)} (see RLMConfig for allowed ranges)"
+            )
+        if self.output_mode not in ("truncate", "digest"):
+            raise ConfigurationError("output_mode must be 'truncate' or 'digest'")

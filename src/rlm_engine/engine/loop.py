@@ -1,0 +1,488 @@
+"""One RLM run at one depth: root turns, cells, finals and stop reasons."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from pydantic import ValidationError
+
+from rlm_engine.engine import prompts
+from rlm_engine.engine.broker import Broker
+from rlm_engine.engine.calls import call_model
+from rlm_engine.engine.capsule import compact, needs_compaction
+from rlm_engine.engine.journal import digest, journal_cell_end, journal_cell_start
+from rlm_engine.engine.output import digest_output, truncate_middle
+from rlm_engine.engine.parsing import Cell, ParsedReply, parse_reply
+from rlm_engine.engine.result import StopReason
+from rlm_engine.engine.state import TreeState
+from rlm_engine.engine.tree import CallNode
+from rlm_engine.errors import SandboxError
+from rlm_engine.events import (
+    CellBlocked,
+    CellFinished,
+    CellStarted,
+    ContextLoaded,
+    DigestFinished,
+    Final,
+    IterationStarted,
+    Origin,
+    SandboxRestarted,
+)
+from rlm_engine.plugins.base import Block, CellInfo
+from rlm_engine.sandbox.base import CellResult, ContextMeta, ContextValue, FinalValue, Sandbox
+from rlm_engine.types import Message
+
+STAGNATION_NUDGE_AT = 3
+
+
+def _restart_note(restored: bool, cells: int) -> str:
+    if cells == 0:
+        return "Nothing had run before it; `context` is loaded again."
+    if restored:
+        return (
+            f"Your variables were restored by replaying the {cells} earlier cell(s) "
+            "(their sub-calls answered from the journal); this cell's own effects are lost."
+        )
+    return (
+        "Replaying the earlier cells did not complete, so some variables may be missing: "
+        "check with SHOW_VARS()."
+    )
+
+
+@dataclass
+class Session:
+    """What outlives one run of a persistent RLM: the REPL, its context and the history."""
+
+    sandbox: Sandbox | None = None
+    meta: ContextMeta | None = None
+    history: list[Message] = field(default_factory=list[Message])
+    context: ContextValue = None
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    stop_reason: StopReason
+    answer: str = ""
+    fields: dict[str, Any] | None = None
+    detail: str = ""
+
+
+@dataclass
+class _Repeats:
+    """Counts identical consecutive turns (same code, or same error)."""
+
+    last_code: str | None = None
+    code_count: int = 0
+    last_error: str | None = None
+    error_count: int = 0
+
+    def see(self, code: str, error: str | None) -> int:
+        digest = hashlib.sha256(code.strip().encode()).hexdigest()
+        self.code_count = self.code_count + 1 if digest == self.last_code else 1
+        self.last_code = digest
+        if error is None:
+            self.error_count, self.last_error = 0, None
+        else:
+            self.error_count = self.error_count + 1 if error == self.last_error else 1
+            self.last_error = error
+        return max(self.code_count, self.error_count)
+
+
+def _error_signature(result: CellResult) -> str | None:
+    if result.status == "ok" or not result.error:
+        return None
+    lines = [ln for ln in result.error.strip().splitlines() if ln.strip()]
+    return lines[-1] if lines else result.status
+
+
+class RunLoop:
+    """Drives one run: the root model writes code, the sandbox runs it, until a stop."""
+
+    def __init__(
+        self,
+        state: TreeState,
+        *,
+        question: str,
+        session: Session,
+        node: CallNode,
+        depth: int,
+    ) -> None:
+        self.state = state
+        self.question = question
+        self.session = session
+        self.node = node
+        self.depth = depth
+        self.iterations = 0
+        self._cell_node = node
+        self._repeats = _Repeats()
+        # (cell node id, code) of every cell that ran to an end, for restoring after a kill.
+        self._executed: list[tuple[str, str]] = []
+        self._nudged_stagnation = False
+        self.broker = Broker(
+            state, depth=depth, spawn_child=self._spawn_child, current_node=lambda: self._cell_node
+        )
+
+    # -- plumbing -------------------------------------------------------------------------
+
+    def _common(self, node: CallNode | None = None) -> Origin:
+        return Origin(run_id=self.state.run_id, node_id=(node or self.node).id, depth=self.depth)
+
+    async def _spawn_child(self, prompt: str, context: Any, node: CallNode) -> str:
+        child = RunLoop(
+            self.state,
+            question=prompt,
+            session=Session(context=context),
+            node=node,
+            depth=self.depth + 1,
+        )
+        try:
+            outcome = await child.run()
+        finally:
+            await child.close()
+        node.detail["stop_reason"] = outcome.stop_reason
+        node.detail["iterations"] = child.iterations
+        if outcome.stop_reason == "error":
+            node.status = "error"
+            raise RuntimeError(f"child RLM failed: {outcome.detail}")
+        return outcome.answer
+
+    async def _start_sandbox(self) -> Sandbox:
+        sandbox = self.state.sandbox_factory(self.broker, tuple(self.state.tools))
+        await sandbox.start()
+        self.session.sandbox = sandbox
+        meta = await sandbox.load_context(self.session.context)
+        self.session.meta = meta
+        if self.state.journal is not None:
+            await self._seed_randomness(sandbox)
+        await self.state.emit(
+            ContextLoaded(
+                **self._common(),
+                context_type=meta.type,
+                total_chars=meta.total_chars,
+                files=meta.files,
+            )
+        )
+        return sandbox
+
+    async def _seed_randomness(self, sandbox: Sandbox) -> None:
+        """A journaled run seeds the REPL's ``random`` from its run and node ids, so a
+        replay draws the same numbers (time and hash order of sets are not stable)."""
+        seed = int(digest(self.state.run_id, self.node.id)[:15], 16)
+        code = f"import random as _r\n_r.seed({seed})\ndel _r"
+        result = await sandbox.execute(code, timeout_s=10.0)
+        if result.status != "ok":
+            raise SandboxError(f"could not seed the REPL: {result.error}")
+
+    async def _sandbox(self) -> Sandbox:
+        sandbox = self.session.sandbox
+        if sandbox is None or not sandbox.alive:
+            sandbox = await self._start_sandbox()
+        return sandbox
+
+    async def close(self) -> None:
+        if self.session.sandbox is not None:
+            await self.session.sandbox.close()
+            self.session.sandbox = None
+
+    # -- the loop -------------------------------------------------------------------------
+
+    def _initial_messages(self, meta: ContextMeta) -> list[Message]:
+        cfg = self.state.config
+        schema = self.state.output_schema
+        schema_text = json.dumps(schema.model_json_schema()) if schema is not None else None
+        if self.session.history:
+            return [*self.session.history, Message("user", f"New question: {self.question}")]
+        system = prompts.system_prompt(
+            max_output_chars=cfg.max_output_chars,
+            max_concurrency=cfg.max_concurrency,
+            can_recurse=self.broker.can_recurse,
+            has_schema=schema is not None,
+            tools=tuple(self.state.tools),
+            custom=cfg.system_prompt,
+        )
+        first = prompts.first_user_message(self.question, meta, schema_text)
+        return [
+            Message("system", system),
+            Message("user", f"{first}\n\n{prompts.FIRST_TURN_GUARD}"),
+        ]
+
+    async def run(self) -> Outcome:
+        await self._sandbox()
+        assert self.session.meta is not None
+        messages = self._initial_messages(self.session.meta)
+        try:
+            for iteration in range(1, self.state.config.max_iterations + 1):
+                spent = self.state.budget.exceeded()
+                if spent is not None:
+                    reason: StopReason = "timeout" if spent.budget == "time" else "budget"
+                    return Outcome(reason, detail=f"{spent.budget}: {spent}")
+                self.iterations = iteration
+                await self.state.emit(IterationStarted(**self._common(), iteration=iteration))
+                outcome = await self._turn(messages, iteration)
+                if outcome is not None:
+                    return outcome
+                if needs_compaction(self.state, messages):
+                    node = self.node.add("capsule", label="history capsule")
+                    messages[:] = await compact(self.state, messages, node=node, depth=self.depth)
+            return await self._forced_final(messages)
+        finally:
+            self.session.history = messages
+
+    async def _root_reply(self, messages: list[Message], iteration: int) -> str:
+        node = self.node.add("root_turn", label=f"iteration {iteration}", iteration=iteration)
+        completion = await call_model(
+            self.state,
+            self.state.root_model,
+            messages,
+            role="root",
+            node=node,
+            depth=self.depth,
+            settings=self.state.config.root_settings,
+        )
+        messages.append(Message("assistant", completion.text))
+        return completion.text
+
+    async def _turn(self, messages: list[Message], iteration: int) -> Outcome | None:
+        parsed = parse_reply(await self._root_reply(messages, iteration))
+        if not parsed.cells:
+            return await self._reply_without_code(parsed, messages, iteration)
+        outputs: list[str] = []
+        errors: list[str] = []
+        for index, cell in enumerate(parsed.cells):
+            result = await self._run_cell(cell, iteration, index)
+            outputs.append(await self._shape_output(result, cell, iteration, index))
+            if (sig := _error_signature(result)) is not None:
+                errors.append(sig)
+            if result.final is not None:
+                outcome, problem = await self._accept(result.final)
+                if outcome is not None:
+                    return outcome
+                outputs.append(problem)
+        code = "\n".join(c.code for c in parsed.cells)
+        repeats = self._repeats.see(code, errors[-1] if errors else None)
+        nudge: str | None = None
+        if repeats > STAGNATION_NUDGE_AT and self._nudged_stagnation:
+            return Outcome("stagnation", detail=f"same step repeated {repeats} times after a nudge")
+        if repeats >= STAGNATION_NUDGE_AT:
+            nudge, self._nudged_stagnation = prompts.STAGNATION_NUDGE, True
+        budget_line = self.state.budget.describe()
+        feedback = prompts.turn_feedback(outputs, self.question, budget_line, iteration, nudge)
+        messages.append(Message("user", feedback))
+        return None
+
+    async def _reply_without_code(
+        self, parsed: ParsedReply, messages: list[Message], iteration: int
+    ) -> Outcome | None:
+        guard_applies = (
+            iteration == 1 and self.session.context is not None and not self.session.history[:1]
+        )
+        if parsed.has_final and not guard_applies:
+            outcome, problem = await self._final_from_text(parsed)
+            if outcome is not None:
+                return outcome
+            messages.append(Message("user", problem))
+            return None
+        nudge = prompts.FIRST_TURN_GUARD if parsed.has_final else prompts.NO_CODE_NUDGE
+        messages.append(Message("user", f"{nudge}\n\nRemember the question: {self.question}"))
+        return None
+
+    async def _final_from_text(self, parsed: ParsedReply) -> tuple[Outcome | None, str]:
+        if parsed.final_var is not None:
+            sandbox = await self._sandbox()
+            result = await sandbox.execute(
+                f"FINAL_VAR({parsed.final_var!r})", timeout_s=self.state.config.cell_timeout_s
+            )
+            if result.final is None:
+                return None, f"FINAL_VAR failed:\n{result.error or result.output}"
+            return await self._accept(result.final)
+        return await self._accept(FinalValue(kind="final", answer=parsed.final_answer or ""))
+
+    async def _accept(self, final: FinalValue) -> tuple[Outcome | None, str]:
+        """Turn a FINAL/SUBMIT into an outcome, validating against the output schema."""
+        schema = self.state.output_schema
+        if schema is None:
+            if final.kind == "submit":
+                fields = dict(final.fields or {})
+                answer = json.dumps(fields, ensure_ascii=False, default=str)
+                return await self._done(Outcome("submitted", answer=answer, fields=fields)), ""
+            return await self._done(Outcome("final", answer=final.answer)), ""
+        try:
+            if final.kind == "submit":
+                value = schema.model_validate(dict(final.fields or {}))
+            else:
+                value = schema.model_validate_json(final.answer)
+        except ValidationError as exc:
+            return None, (
+                "SUBMIT was rejected: the fields do not match the required schema.\n"
+                f"{exc}\nFix the values and call SUBMIT(...) again."
+            )
+        fields = value.model_dump(mode="json")
+        outcome = Outcome("submitted", answer=value.model_dump_json(), fields=fields)
+        return await self._done(outcome), ""
+
+    async def _done(self, outcome: Outcome) -> Outcome:
+        await self.state.emit(Final(**self._common(), answer=outcome.answer, fields=outcome.fields))
+        return outcome
+
+    async def _forced_final(self, messages: list[Message]) -> Outcome:
+        messages.append(Message("user", prompts.FORCED_FINAL))
+        reply = await self._root_reply(messages, self.iterations + 1)
+        parsed = parse_reply(reply)
+        if parsed.has_final:
+            outcome, _ = await self._final_from_text(parsed)
+            if outcome is not None:
+                return Outcome(
+                    "max_iterations", outcome.answer, outcome.fields, "forced final answer"
+                )
+        return Outcome("max_iterations", answer=reply.strip(), detail="no FINAL in the forced turn")
+
+    # -- cells ----------------------------------------------------------------------------
+
+    def _cell_timeout(self) -> float:
+        timeout = self.state.config.cell_timeout_s
+        remaining = self.state.budget.remaining_s()
+        if remaining is not None:
+            timeout = max(min(timeout, remaining), 1.0)
+        return timeout
+
+    async def _run_cell(self, cell: Cell, iteration: int, index: int) -> CellResult:
+        node = self.node.add("cell", label=f"cell {iteration}.{index + 1}", code=cell.code)
+        if cell.instruction:
+            node.detail["instruction"] = cell.instruction
+        common = self._common(node)
+        info = CellInfo(
+            **common,
+            iteration=iteration,
+            cell_index=index,
+            code=cell.code,
+            instruction=cell.instruction,
+            emit=self.state.emit,
+        )
+        verdict = await self.state.plugins.before_cell(info)
+        if isinstance(verdict.decision, Block):
+            return await self._blocked(node, info, verdict.decision, verdict.plugin)
+        if verdict.code != cell.code:
+            node.detail["amended_code"] = verdict.code
+        self._cell_node = node
+        await self.state.emit(
+            CellStarted(
+                **common,
+                iteration=iteration,
+                cell_index=index,
+                code=verdict.code,
+                instruction=cell.instruction,
+            )
+        )
+        recorded = await journal_cell_start(self.state.journal, node, info, verdict.code)
+        sandbox = await self._sandbox()
+        result = await sandbox.execute(verdict.code, timeout_s=self._cell_timeout())
+        await journal_cell_end(self.state.journal, node, result, recorded)
+        self._cell_node = self.node
+        node.status = result.status
+        node.latency_s = result.duration_s
+        node.detail["output_chars"] = len(result.output)
+        await self.state.emit(
+            CellFinished(
+                **common,
+                iteration=iteration,
+                cell_index=index,
+                status=result.status,
+                output=result.output,
+                output_chars=len(result.output),
+                duration_s=result.duration_s,
+                error=result.error,
+            )
+        )
+        await self.state.plugins.after_cell(info, result)
+        if result.status == "killed":
+            restored = await self._restart(result)
+            result = replace(result, error=_restart_note(restored, len(self._executed)))
+        else:
+            self._executed.append((node.id, verdict.code))
+        return result
+
+    async def _blocked(
+        self, node: CallNode, info: CellInfo, block: Block, plugin: str
+    ) -> CellResult:
+        """A blocked cell does not run; the root gets the reason as the cell's result."""
+        self.state.blocked_cells += 1
+        node.status = "blocked"
+        node.detail.update(blocked_by=plugin, reason=block.reason, category=block.category)
+        await self.state.emit(
+            CellBlocked(
+                **self._common(node),
+                iteration=info.iteration,
+                cell_index=info.cell_index,
+                reason=block.reason,
+                plugin=plugin,
+                category=block.category,
+                severity=block.severity,
+                details=list(block.details),
+            )
+        )
+        text = "\n".join([f"CellBlocked by {plugin}: {block.reason}", *block.details])
+        return CellResult(status="error", output="", error=text)
+
+    async def _restart(self, result: CellResult) -> bool:
+        """A fresh REPL after a hard kill. The cells this loop ran before are replayed into
+        it with their sub-calls answered from the journal, so the variables come back
+        without new model calls; ``False`` when the replay could not reproduce them."""
+        if self.session.sandbox is not None:
+            await self.session.sandbox.close()
+        sandbox = await self._start_sandbox()
+        restored = True
+        for node_id, code in self._executed:
+            # A stand-in node with the original id: sub-calls get their original ids back.
+            self._cell_node = CallNode(id=node_id, kind="cell")
+            replayed = await sandbox.execute(code, timeout_s=self._cell_timeout())
+            restored = restored and replayed.status in ("ok", "error")
+        self._cell_node = self.node
+        await self.state.emit(
+            SandboxRestarted(**self._common(), reason=result.error or "worker killed")
+        )
+        return restored
+
+    def _raw_output(self, result: CellResult) -> str:
+        parts = [result.output.rstrip("\n")] if result.output.strip() else []
+        if result.status == "error" and result.error:
+            parts.append(result.error.rstrip("\n"))
+        elif result.status == "timeout":
+            parts.append(
+                f"TimeoutError: the cell ran past its deadline and was interrupted. "
+                f"Variables are kept. {result.error or ''}".strip()
+            )
+        elif result.status == "killed":
+            parts.append(
+                "SandboxRestarted: the cell did not stop when interrupted, so the REPL was "
+                f"killed and started again. {result.error or ''}".strip()
+            )
+        if result.dropped_chars:
+            parts.append(f"[{result.dropped_chars:,} further characters of output were discarded]")
+        return "\n".join(parts) if parts else "(no output)"
+
+    async def _shape_output(
+        self, result: CellResult, cell: Cell, iteration: int, index: int
+    ) -> str:
+        text = self._raw_output(result)
+        cfg = self.state.config
+        if len(text) <= cfg.max_output_chars:
+            return text
+        if cfg.output_mode == "truncate":
+            return truncate_middle(text, cfg.max_output_chars)
+        node = self.node.add("digest", label=f"digest of cell {iteration}.{index + 1}")
+        digest = await digest_output(
+            self.state, text, cell.instruction, self.question, node=node, depth=self.depth
+        )
+        await self.state.emit(
+            DigestFinished(
+                **self._common(node),
+                iteration=iteration,
+                cell_index=index,
+                output_chars=len(text),
+                digest_chars=len(digest),
+            )
+        )
+        return digest
