@@ -1,0 +1,93 @@
+"""Durable storage: runs, call trees, cells (the artifact registry), events, sessions, memory,
+contexts and blobs. SQLite under RLM_HOME by default, Postgres via RLM_STORE_URL.
+
+Open one with `open_store(settings.store_url, settings.home)`; program against `Store`.
+"""
+
+from rlm_engine.store.blobs import BlobStore, LocalBlobStore, sha256_bytes, sha256_text
+from rlm_engine.store.errors import (
+    BlobNotFoundError,
+    ConcurrencyError,
+    JournalConflictError,
+    NotFoundError,
+    RunNotFoundError,
+    RunNotResumableError,
+    SessionNotFoundError,
+    StoreError,
+    StoreUnavailableError,
+)
+from rlm_engine.store.factory import default_store_url, open_store
+from rlm_engine.store.hashing import request_hash
+from rlm_engine.store.protocol import Store
+from rlm_engine.store.records import (
+    MODEL_CALL_KINDS,
+    TERMINAL_CELL_STATUSES,
+    TERMINAL_NODE_STATUSES,
+    TERMINAL_RUN_STATUSES,
+    Cell,
+    CellKey,
+    CellStart,
+    CellStatus,
+    ContextRecord,
+    MemoryItem,
+    MemoryScope,
+    ModelCall,
+    NewRun,
+    Node,
+    NodeKind,
+    NodeStart,
+    NodeStatus,
+    Run,
+    RunStatus,
+    RunTotals,
+    RunTree,
+    Session,
+    StoredEvent,
+    Usage,
+)
+from rlm_engine.store.sql_store import SqlStore
+
+__all__ = [
+    "MODEL_CALL_KINDS",
+    "TERMINAL_CELL_STATUSES",
+    "TERMINAL_NODE_STATUSES",
+    "TERMINAL_RUN_STATUSES",
+    "BlobNotFoundError",
+    "BlobStore",
+    "Cell",
+    "CellKey",
+    "CellStart",
+    "CellStatus",
+    "ConcurrencyError",
+    "ContextRecord",
+    "JournalConflictError",
+    "LocalBlobStore",
+    "MemoryItem",
+    "MemoryScope",
+    "ModelCall",
+    "NewRun",
+    "Node",
+    "NodeKind",
+    "NodeStart",
+    "NodeStatus",
+    "NotFoundError",
+    "Run",
+    "RunNotFoundError",
+    "RunNotResumableError",
+    "RunStatus",
+    "RunTotals",
+    "RunTree",
+    "Session",
+    "SessionNotFoundError",
+    "SqlStore",
+    "Store",
+    "StoreError",
+    "StoreUnavailableError",
+    "StoredEvent",
+    "Usage",
+    "default_store_url",
+    "open_store",
+    "request_hash",
+    "sha256_bytes",
+    "sha256_text",
+]

@@ -1,0 +1,151 @@
+"""Content-addressed storage for large values (contexts, long outputs, long prompts).
+
+A blob's reference is the sha256 hex digest of its bytes, so writing the same value twice
+stores it once, and a reference can be checked against what it points to.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import os
+import re
+import tempfile
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+from typing import BinaryIO, Protocol, runtime_checkable
+
+from rlm_engine.store.errors import BlobNotFoundError, StoreError
+
+_REF = re.compile(r"^[0-9a-f]{64}$")
+_CHUNK = 1 << 20
+
+
+def sha256_bytes(data: bytes) -> str:
+    """The blob reference of `data`."""
+    return hashlib.sha256(data).hexdigest()
+
+
+def sha256_text(text: str) -> str:
+    """The blob reference of `text` encoded as UTF-8."""
+    return sha256_bytes(text.encode("utf-8"))
+
+
+@runtime_checkable
+class BlobStore(Protocol):
+    """Immutable blobs addressed by the sha256 of their content. Thread- and process-safe."""
+
+    def put(self, data: bytes) -> str:
+        """Store `data` durably and return its reference (sha256 hex)."""
+        ...
+
+    def put_file(self, path: Path) -> str:
+        """Store a file's content without reading it all into memory; return its reference."""
+        ...
+
+    def get(self, ref: str) -> bytes:
+        """The content of `ref`; raises `BlobNotFoundError` if absent."""
+        ...
+
+    def open(self, ref: str) -> BinaryIO:
+        """A binary file object for streaming a large blob; the caller closes it."""
+        ...
+
+    def exists(self, ref: str) -> bool:
+        """Whether `ref` is stored."""
+        ...
+
+    def delete(self, ref: str) -> None:
+        """Remove `ref` if present (used by garbage collection; blobs may be shared)."""
+        ...
+
+
+def check_ref(ref: str) -> str:
+    """Reject anything that is not a sha256 hex digest (it becomes part of a file path)."""
+    if not _REF.match(ref):
+        raise StoreError(f"not a blob reference (sha256 hex expected): {ref!r}")
+    return ref
+
+
+class LocalBlobStore(BlobStore):
+    """Blobs as files under `root/ab/cd/<sha256>`, written atomically (temp file + rename)."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+
+    def path(self, ref: str) -> Path:
+        """Where the blob `ref` lives (whether or not it exists)."""
+        check_ref(ref)
+        return self.root / ref[:2] / ref[2:4] / ref
+
+    def put(self, data: bytes) -> str:
+        ref = sha256_bytes(data)
+        if not self.path(ref).exists():
+            self._write(ref, [data])
+        return ref
+
+    def put_file(self, path: Path) -> str:
+        digest = hashlib.sha256()
+        with path.open("rb") as src:
+            while chunk := src.read(_CHUNK):
+                digest.update(chunk)
+        ref = digest.hexdigest()
+        if not self.path(ref).exists():
+            self._write(ref, _chunks(path))
+        return ref
+
+    def get(self, ref: str) -> bytes:
+        try:
+            return self.path(ref).read_bytes()
+        except FileNotFoundError:
+            raise BlobNotFoundError(f"blob {ref} is missing from {self.root}") from None
+
+    def open(self, ref: str) -> BinaryIO:
+        try:
+            return self.path(ref).open("rb")
+        except FileNotFoundError:
+            raise BlobNotFoundError(f"blob {ref} is missing from {self.root}") from None
+
+    def exists(self, ref: str) -> bool:
+        return self.path(ref).exists()
+
+    def delete(self, ref: str) -> None:
+        self.path(ref).unlink(missing_ok=True)
+
+    def _write(self, ref: str, chunks: Iterable[bytes]) -> None:
+        target = self.path(ref)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        # Write to a temp file in the same directory, fsync, then rename: a reader sees the
+        # whole blob or none of it, even if this process dies half way.
+        fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=".tmp-")
+        try:
+            with os.fdopen(fd, "wb") as out:
+                digest = hashlib.sha256()
+                for chunk in chunks:
+                    digest.update(chunk)
+                    out.write(chunk)
+                out.flush()
+                os.fsync(out.fileno())
+            if digest.hexdigest() != ref:
+                raise StoreError(f"content changed while storing blob {ref}")
+            os.replace(tmp, target)
+        except BaseException:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(tmp)
+            raise
+        _fsync_dir(target.parent)
+
+
+def _chunks(path: Path) -> Iterator[bytes]:
+    with path.open("rb") as src:
+        while chunk := src.read(_CHUNK):
+            yield chunk
+
+
+def _fsync_dir(directory: Path) -> None:
+    # The rename is durable only once the directory entry is on disk.
+    fd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)

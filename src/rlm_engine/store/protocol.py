@@ -1,0 +1,272 @@
+"""The `Store` interface the engine, the CLI and the server program against.
+
+Methods are synchronous and thread-safe; async code calls them with `asyncio.to_thread`
+(SQLAlchemy's typed sync API needs no async drivers, and each call is one short transaction).
+Every write method commits before it returns: what it recorded survives a crash.
+
+Journal protocol for crash-safe runs (node ids and cell positions must be deterministic, so
+a resumed run asks for the same keys as the crashed one):
+
+- model call (root turn, `llm_query`, digest, capsule; also child RLM and tool results):
+  `find_model_call(run_id, node_id)`; if it returns a record, use it (compare its
+  `request_hash`: a different one means the replay diverged) and do NOT call the model.
+  Otherwise optionally `start_node(...)` (shows the call in flight), make the call, then
+  `record_model_call(...)` before acting on the result. A call in flight at a crash has no
+  record and is made again on resume; a journaled one never is.
+- cell: `begin_cell(...)` (status "executing") before running it, `finish_cell(...)` with the
+  full output before the next step. On resume, completed cells come from `list_cells` and are
+  replayed in a fresh sandbox (compare `code_hash` / `output_hash`); a cell still
+  "executing" is the one a crash interrupted: `begin_cell` it again and run it.
+- runs: `create_run` on start; `heartbeat` periodically (other hosts judge liveness by it);
+  `finish_run` at the end. `mark_interrupted_runs()` turns runs whose process is gone into
+  "interrupted"; `claim_run(run_id)` makes this process the owner of such a run for resume.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Mapping, Sequence
+from typing import Any, Literal, Protocol, runtime_checkable
+
+from rlm_engine.events import Event
+from rlm_engine.store.blobs import BlobStore
+from rlm_engine.store.records import (
+    Cell,
+    CellKey,
+    CellStart,
+    ContextRecord,
+    MemoryItem,
+    MemoryScope,
+    ModelCall,
+    NewRun,
+    Node,
+    NodeStart,
+    Run,
+    RunStatus,
+    RunTotals,
+    RunTree,
+    Session,
+    StoredEvent,
+    Usage,
+)
+
+
+@runtime_checkable
+class Store(Protocol):
+    """Durable runs, call trees, cells, events, sessions, memory and contexts."""
+
+    @property
+    def blobs(self) -> BlobStore:
+        """Where long texts and contexts are kept, addressed by sha256."""
+        ...
+
+    def close(self) -> None:
+        """Release connections. The store must not be used afterwards."""
+        ...
+
+    # -- runs ---------------------------------------------------------------------------
+
+    def create_run(self, new: NewRun) -> Run:
+        """Open a run as "running", owned by this process; creates its session if needed.
+
+        Raises `JournalConflictError` if the run id exists.
+        """
+        ...
+
+    def get_run(self, run_id: str) -> Run | None:
+        """The run, or None."""
+        ...
+
+    def list_runs(
+        self, limit: int = 50, *, status: RunStatus | None = None, session: str | None = None
+    ) -> list[Run]:
+        """Runs newest first, optionally only those with `status` / in `session`."""
+        ...
+
+    def update_run_totals(self, run_id: str, totals: RunTotals) -> Run:
+        """Record progress (tokens, cost, calls, iterations so far); also a heartbeat."""
+        ...
+
+    def finish_run(
+        self,
+        run_id: str,
+        *,
+        status: RunStatus,
+        stop_reason: str,
+        answer: str | None = None,
+        detail: str | None = None,
+        totals: RunTotals | None = None,
+    ) -> Run:
+        """Put a run in a terminal state ("completed" / "failed", or "interrupted")."""
+        ...
+
+    def heartbeat(self, run_id: str) -> None:
+        """Say this run's owner is alive (call every few seconds from a long run)."""
+        ...
+
+    def mark_interrupted_runs(self, *, stale_after_s: float = 120.0) -> list[str]:
+        """Mark "running" runs whose process is gone as "interrupted"; return their ids.
+
+        On the owner's host the process is checked directly (pid, start time, zombie);
+        a run owned on another host is gone when its heartbeat is older than `stale_after_s`.
+        Cheap enough to call before every listing.
+        """
+        ...
+
+    def claim_run(self, run_id: str, *, statuses: Collection[RunStatus] = ("interrupted",)) -> Run:
+        """Make this process the owner of a run for resume: status back to "running",
+        `attempt` + 1. A "running" run whose owner on this host is dead counts as
+        interrupted. Raises `RunNotFoundError` or `RunNotResumableError` (e.g. completed,
+        or still owned by a live process: two resumers can never both win).
+        """
+        ...
+
+    def delete_run(self, run_id: str) -> bool:
+        """Delete a run and its nodes, cells and events. False if it did not exist."""
+        ...
+
+    def run_tree(self, run_id: str) -> RunTree | None:
+        """The run with all its call-tree nodes and cells (one consistent snapshot)."""
+        ...
+
+    # -- journal: call-tree nodes -------------------------------------------------------
+
+    def start_node(self, node: NodeStart) -> Node:
+        """Record a node as in flight ("running"). Starting a node left running by a crash
+        again is allowed; a finished one raises `JournalConflictError`."""
+        ...
+
+    def record_model_call(self, call: ModelCall) -> ModelCall:
+        """Journal a call's request hash and outcome; returns what is journaled.
+
+        Long requests/responses go to the blob store transparently. Idempotent: if the node
+        is already journaled with the same request hash, the FIRST record stands and is
+        returned; with a different request hash it raises `JournalConflictError`.
+        Works for any node kind whose result a replay must inject (also "rlm", "tool").
+        """
+        ...
+
+    def find_model_call(self, run_id: str, node_id: str) -> ModelCall | None:
+        """The journaled outcome of a node ("completed" or "failed"), or None if the call
+        never finished (not started, or in flight at a crash): then it must be made."""
+        ...
+
+    def finish_node(
+        self,
+        run_id: str,
+        node_id: str,
+        *,
+        status: Literal["completed", "failed"],
+        usage: Usage | None = None,
+        cost_usd: float | None = None,
+        latency_s: float | None = None,
+        response: str | None = None,
+        error: str | None = None,
+        meta: Mapping[str, Any] | None = None,
+    ) -> Node:
+        """Finish a node opened with `start_node` (e.g. a child RLM with its answer)."""
+        ...
+
+    def get_node(self, run_id: str, node_id: str) -> Node | None:
+        """One node without its texts, or None."""
+        ...
+
+    # -- journal: cells (the artifact registry) -----------------------------------------
+
+    def begin_cell(
+        self, cell: CellStart, *, status: Literal["pending", "executing"] = "executing"
+    ) -> Cell:
+        """Register a cell's code before it runs. Beginning a cell a crash left pending or
+        executing again is allowed; a finished one raises `JournalConflictError`."""
+        ...
+
+    def finish_cell(
+        self,
+        key: CellKey,
+        *,
+        status: Literal["completed", "failed", "blocked"],
+        output: str = "",
+        error: str | None = None,
+        meta: Mapping[str, Any] | None = None,
+    ) -> Cell:
+        """Record a cell's full output (hashed; long output in the blob store). A blocked
+        cell is begun as "pending" and finished as "blocked" with the reason in `error`.
+        Finishing again with the same status and output is a no-op."""
+        ...
+
+    def get_cell(self, key: CellKey) -> Cell | None:
+        """One cell with its output, or None."""
+        ...
+
+    def list_cells(self, run_id: str, *, node_id: str | None = None) -> list[Cell]:
+        """A run's cells; for one `node_id` in execution order (iteration, cell index)."""
+        ...
+
+    # -- events -------------------------------------------------------------------------
+
+    def append_event(self, event: Event) -> int:
+        """Append an event of an existing run; returns its sequence number (0, 1, ...)."""
+        ...
+
+    def append_events(self, events: Sequence[Event]) -> list[int]:
+        """Append several events in one transaction; their sequence numbers, in order."""
+        ...
+
+    def list_events(
+        self, run_id: str, *, after_seq: int = -1, limit: int | None = None
+    ) -> list[StoredEvent]:
+        """A run's events in sequence order, from `after_seq + 1` (for tailing)."""
+        ...
+
+    # -- sessions -----------------------------------------------------------------------
+
+    def open_session(self, name: str, data: Mapping[str, Any] | None = None) -> Session:
+        """The session `name`, created (version 1, `data`) if it does not exist."""
+        ...
+
+    def get_session(self, name: str) -> Session | None:
+        """The session, or None."""
+        ...
+
+    def list_sessions(self, limit: int = 100) -> list[Session]:
+        """Sessions, most recently updated first."""
+        ...
+
+    def update_session(
+        self, name: str, data: Mapping[str, Any], *, expected_version: int
+    ) -> Session:
+        """Replace a session's data if it is still at `expected_version`; version + 1.
+
+        Raises `ConcurrencyError` if someone updated it since, `SessionNotFoundError`."""
+        ...
+
+    def delete_session(self, name: str) -> bool:
+        """Delete a session and its session-scoped memory; its runs remain, detached."""
+        ...
+
+    # -- memory -------------------------------------------------------------------------
+
+    def memory_get(self, scope: MemoryScope, key: str) -> MemoryItem | None:
+        """A remembered value, or None."""
+        ...
+
+    def memory_set(self, scope: MemoryScope, key: str, value: Any) -> MemoryItem:
+        """Remember a JSON value under `key` in `scope` (overwrites)."""
+        ...
+
+    def memory_list(self, scope: MemoryScope) -> list[MemoryItem]:
+        """Everything remembered in `scope`, by key."""
+        ...
+
+    def memory_delete(self, scope: MemoryScope, key: str) -> bool:
+        """Forget `key`; False if it was not set."""
+        ...
+
+    # -- contexts -----------------------------------------------------------------------
+
+    def register_context(self, record: ContextRecord) -> ContextRecord:
+        """Record a context by content hash; the first registration of a hash stands."""
+        ...
+
+    def get_context(self, content_hash: str) -> ContextRecord | None:
+        """A registered context, or None."""
+        ...

@@ -1,0 +1,286 @@
+"""Plain frozen records the store takes and returns. No database types leak past the store."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+RunStatus = Literal["running", "completed", "failed", "interrupted"]
+NodeKind = Literal["root_turn", "llm", "rlm", "tool", "digest", "capsule", "cell"]
+NodeStatus = Literal["running", "completed", "failed"]
+CellStatus = Literal["pending", "executing", "completed", "failed", "blocked"]
+ScopeKind = Literal["session", "user"]
+
+TERMINAL_RUN_STATUSES: frozenset[RunStatus] = frozenset({"completed", "failed"})
+TERMINAL_NODE_STATUSES: frozenset[NodeStatus] = frozenset({"completed", "failed"})
+TERMINAL_CELL_STATUSES: frozenset[CellStatus] = frozenset({"completed", "failed", "blocked"})
+# Node kinds whose result comes from a model: these are what `find_model_call` returns.
+MODEL_CALL_KINDS: frozenset[NodeKind] = frozenset({"root_turn", "llm", "digest", "capsule"})
+
+
+def _json_map() -> dict[str, Any]:
+    return {}
+
+
+@dataclass(frozen=True, slots=True)
+class Usage:
+    """Token usage of one model call."""
+
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cached_tokens: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class RunTotals:
+    """What a run consumed, as the engine counted it."""
+
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cached_tokens: int = 0
+    cost_usd: float | None = None
+    sub_calls: int = 0
+    iterations: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class NewRun:
+    """Everything needed to open a run; `settings` must be JSON-serialisable."""
+
+    run_id: str
+    question: str
+    model: str = ""
+    sub_model: str = ""
+    settings: Mapping[str, Any] = field(default_factory=_json_map)
+    session: str | None = None
+    context_hash: str | None = None
+    created_at: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Run:
+    """One run as stored. `owner_*` name the process that runs (or last ran) it."""
+
+    run_id: str
+    session: str | None
+    question: str
+    model: str
+    sub_model: str
+    settings: dict[str, Any]
+    status: RunStatus
+    stop_reason: str | None
+    detail: str | None
+    answer: str | None
+    totals: RunTotals
+    context_hash: str | None
+    created_at: float
+    updated_at: float
+    finished_at: float | None
+    heartbeat_at: float | None
+    owner_host: str | None
+    owner_pid: int | None
+    attempt: int
+    last_event_seq: int
+
+
+@dataclass(frozen=True, slots=True)
+class NodeStart:
+    """A call-tree node that starts now (a child RLM, a tool call, a model call in flight)."""
+
+    run_id: str
+    node_id: str
+    kind: NodeKind
+    parent_id: str | None = None
+    model: str | None = None
+    request_hash: str | None = None
+    request: str | None = None
+    meta: Mapping[str, Any] = field(default_factory=_json_map)
+
+
+@dataclass(frozen=True, slots=True)
+class Node:
+    """A call-tree node without its (possibly large) request and response texts."""
+
+    run_id: str
+    node_id: str
+    parent_id: str | None
+    kind: NodeKind
+    model: str | None
+    status: NodeStatus
+    usage: Usage
+    cost_usd: float | None
+    latency_s: float | None
+    request_hash: str | None
+    response_chars: int | None
+    error: str | None
+    meta: dict[str, Any]
+    started_at: float
+    finished_at: float | None
+
+
+@dataclass(frozen=True, slots=True)
+class ModelCall:
+    """A model call's request and outcome: what is journaled and what a resume gets back.
+
+    `status="failed"` journals a call whose failure the engine handled (e.g. reported to the
+    REPL), so a replay reproduces the failure instead of calling the model again.
+    """
+
+    run_id: str
+    node_id: str
+    kind: NodeKind
+    request_hash: str
+    response: str
+    parent_id: str | None = None
+    model: str | None = None
+    request: str | None = None
+    status: Literal["completed", "failed"] = "completed"
+    error: str | None = None
+    usage: Usage = field(default_factory=Usage)
+    cost_usd: float | None = None
+    latency_s: float | None = None
+    meta: Mapping[str, Any] = field(default_factory=_json_map)
+
+
+@dataclass(frozen=True, slots=True)
+class CellKey:
+    """Identifies one cell: the `cell_index`-th code block of `iteration` in REPL `node_id`."""
+
+    run_id: str
+    node_id: str
+    iteration: int
+    cell_index: int
+
+    @property
+    def artifact_id(self) -> str:
+        """Stable artifact id, the same on every replay of the run."""
+        return f"{self.run_id}:{self.node_id}:{self.iteration}:{self.cell_index}"
+
+
+@dataclass(frozen=True, slots=True)
+class CellStart:
+    """A cell about to run (or registered as pending)."""
+
+    run_id: str
+    node_id: str
+    iteration: int
+    cell_index: int
+    code: str
+    instruction: str | None = None
+
+    @property
+    def key(self) -> CellKey:
+        return CellKey(self.run_id, self.node_id, self.iteration, self.cell_index)
+
+
+@dataclass(frozen=True, slots=True)
+class Cell:
+    """One entry of the artifact registry: a cell's code, output and hashes."""
+
+    artifact_id: str
+    run_id: str
+    node_id: str
+    iteration: int
+    cell_index: int
+    instruction: str | None
+    code: str
+    code_hash: str
+    status: CellStatus
+    output: str | None
+    output_hash: str | None
+    output_chars: int | None
+    error: str | None
+    meta: dict[str, Any]
+    created_at: float
+    started_at: float | None
+    finished_at: float | None
+
+    @property
+    def key(self) -> CellKey:
+        return CellKey(self.run_id, self.node_id, self.iteration, self.cell_index)
+
+
+@dataclass(frozen=True, slots=True)
+class StoredEvent:
+    """An event as appended, with the per-run sequence number the store gave it."""
+
+    run_id: str
+    seq: int
+    type: str
+    node_id: str
+    depth: int
+    ts: float
+    body: dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class Session:
+    """A named conversation; `version` grows by one on every update."""
+
+    name: str
+    version: int
+    data: dict[str, Any]
+    created_at: float
+    updated_at: float
+
+
+@dataclass(frozen=True, slots=True)
+class MemoryScope:
+    """Whose memory: one session's, or one user's across sessions."""
+
+    kind: ScopeKind
+    name: str
+
+    @classmethod
+    def session(cls, name: str) -> MemoryScope:
+        return cls("session", name)
+
+    @classmethod
+    def user(cls, name: str) -> MemoryScope:
+        return cls("user", name)
+
+
+@dataclass(frozen=True, slots=True)
+class MemoryItem:
+    """One remembered value (any JSON value)."""
+
+    scope: MemoryScope
+    key: str
+    value: Any
+    updated_at: float
+
+
+@dataclass(frozen=True, slots=True)
+class ContextRecord:
+    """A loaded context, identified by the sha256 of its content."""
+
+    content_hash: str
+    size: int
+    kind: str
+    path: str | None = None
+    blob_ref: str | None = None
+    meta: Mapping[str, Any] = field(default_factory=_json_map)
+    created_at: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class RunTree:
+    """A run with its call-tree nodes and cells, in the order they started."""
+
+    run: Run
+    nodes: tuple[Node, ...]
+    cells: tuple[Cell, ...]
+
+    def children(self, parent_id: str | None) -> tuple[Node, ...]:
+        """Nodes directly under `parent_id` (`None`: the top-level nodes)."""
+        return tuple(n for n in self.nodes if n.parent_id == parent_id)
+
+    def cells_of(self, node_id: str) -> tuple[Cell, ...]:
+        """Cells run by the REPL of `node_id`, in execution order."""
+        return tuple(
+            sorted(
+                (c for c in self.cells if c.node_id == node_id),
+                key=lambda c: (c.iteration, c.cell_index),
+            )
+        )

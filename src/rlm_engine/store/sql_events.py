@@ -1,0 +1,82 @@
+"""The append-only event log. The store numbers each run's events 0, 1, 2, ... without gaps."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from sqlalchemy import Connection, RowMapping, select, update
+
+from rlm_engine.events import Event
+from rlm_engine.store.errors import RunNotFoundError
+from rlm_engine.store.records import StoredEvent
+from rlm_engine.store.sql_base import SqlDb
+from rlm_engine.store.tables import events, runs
+
+
+def _next_seqs(conn: Connection, run_id: str, count: int) -> int:
+    """Reserve `count` sequence numbers for a run and return the first.
+
+    Bumping the run's counter row-locks it (Postgres) inside a write transaction (SQLite
+    `BEGIN IMMEDIATE`), so concurrent appenders from any process get distinct numbers.
+    """
+    last = conn.execute(
+        update(runs)
+        .where(runs.c.run_id == run_id)
+        .values(last_event_seq=runs.c.last_event_seq + count)
+        .returning(runs.c.last_event_seq)
+    ).scalar()
+    if last is None:
+        raise RunNotFoundError(run_id)
+    return int(last) - count + 1
+
+
+def append_events(db: SqlDb, batch: Sequence[Event]) -> list[int]:
+    by_run: dict[str, list[int]] = {}
+    for position, event in enumerate(batch):
+        by_run.setdefault(event.run_id, []).append(position)
+    seqs = [0] * len(batch)
+    rows: list[dict[str, Any]] = []
+    with db.write() as conn:
+        for run_id, positions in by_run.items():
+            first = _next_seqs(conn, run_id, len(positions))
+            for offset, position in enumerate(positions):
+                event = batch[position]
+                seqs[position] = first + offset
+                rows.append(
+                    {
+                        "run_id": run_id,
+                        "seq": first + offset,
+                        "type": event.type,
+                        "node_id": event.node_id,
+                        "depth": event.depth,
+                        "ts": event.ts,
+                        "body": event.model_dump(mode="json"),
+                    }
+                )
+        if rows:
+            conn.execute(events.insert(), rows)
+    return seqs
+
+
+def _to_event(row: RowMapping) -> StoredEvent:
+    return StoredEvent(
+        run_id=row["run_id"],
+        seq=row["seq"],
+        type=row["type"],
+        node_id=row["node_id"],
+        depth=row["depth"],
+        ts=row["ts"],
+        body=dict(row["body"]),
+    )
+
+
+def list_events(db: SqlDb, run_id: str, after_seq: int, limit: int | None) -> list[StoredEvent]:
+    query = (
+        select(events)
+        .where(events.c.run_id == run_id, events.c.seq > after_seq)
+        .order_by(events.c.seq)
+        .limit(limit)
+    )
+    with db.read() as conn:
+        return [_to_event(row) for row in conn.execute(query).mappings()]

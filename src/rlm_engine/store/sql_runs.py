@@ -1,0 +1,254 @@
+"""Runs: creation, progress, terminal states, interruption detection and claiming for resume."""
+
+from __future__ import annotations
+
+from collections.abc import Collection
+from typing import Any
+
+from sqlalchemy import RowMapping, Select, delete, select, update
+from sqlalchemy.exc import IntegrityError
+
+from rlm_engine.store.errors import JournalConflictError, RunNotFoundError, RunNotResumableError
+from rlm_engine.store.owner import owner_is_alive
+from rlm_engine.store.records import NewRun, Run, RunStatus, RunTotals
+from rlm_engine.store.sql_base import SqlDb
+from rlm_engine.store.sql_sessions import ensure_session
+from rlm_engine.store.tables import cells, events, nodes, runs, sessions
+
+
+def to_run(row: RowMapping) -> Run:
+    totals = RunTotals(
+        input_tokens=row["input_tokens"],
+        output_tokens=row["output_tokens"],
+        cached_tokens=row["cached_tokens"],
+        cost_usd=row["cost_usd"],
+        sub_calls=row["sub_calls"],
+        iterations=row["iterations"],
+    )
+    return Run(
+        run_id=row["run_id"],
+        session=row["session"],
+        question=row["question"],
+        model=row["model"],
+        sub_model=row["sub_model"],
+        settings=dict(row["settings"] or {}),
+        status=row["status"],
+        stop_reason=row["stop_reason"],
+        detail=row["detail"],
+        answer=row["answer"],
+        totals=totals,
+        context_hash=row["context_hash"],
+        created_at=row["created_at"],
+        updated_at=row["updated_at"],
+        finished_at=row["finished_at"],
+        heartbeat_at=row["heartbeat_at"],
+        owner_host=row["owner_host"],
+        owner_pid=row["owner_pid"],
+        attempt=row["attempt"],
+        last_event_seq=row["last_event_seq"],
+    )
+
+
+def _totals(totals: RunTotals) -> dict[str, Any]:
+    return {
+        "input_tokens": totals.input_tokens,
+        "output_tokens": totals.output_tokens,
+        "cached_tokens": totals.cached_tokens,
+        "cost_usd": totals.cost_usd,
+        "sub_calls": totals.sub_calls,
+        "iterations": totals.iterations,
+    }
+
+
+def _owned_by_me(db: SqlDb, now: float) -> dict[str, Any]:
+    owner = db.owner
+    return {
+        "owner_host": owner.host,
+        "owner_pid": owner.pid,
+        "owner_token": owner.token,
+        "heartbeat_at": now,
+    }
+
+
+def create_run(db: SqlDb, new: NewRun) -> Run:
+    now = db.now()
+    created = new.created_at if new.created_at is not None else now
+    values: dict[str, Any] = {
+        "run_id": new.run_id,
+        "session": new.session,
+        "question": new.question,
+        "model": new.model,
+        "sub_model": new.sub_model,
+        "settings": dict(new.settings),
+        "status": "running",
+        "context_hash": new.context_hash,
+        "created_at": created,
+        "updated_at": now,
+        "attempt": 1,
+        "last_event_seq": -1,
+        **_totals(RunTotals()),
+        **_owned_by_me(db, now),
+    }
+    try:
+        with db.write() as conn:
+            if new.session is not None:
+                ensure_session(conn, new.session, {}, now)
+                conn.execute(
+                    update(sessions).where(sessions.c.name == new.session).values(updated_at=now)
+                )
+            conn.execute(runs.insert().values(values))
+            return to_run(conn.execute(select_run(new.run_id)).mappings().one())
+    except IntegrityError:
+        raise JournalConflictError(f"a run with id {new.run_id!r} already exists") from None
+
+
+def select_run(run_id: str) -> Select[*tuple[Any, ...]]:
+    return select(runs).where(runs.c.run_id == run_id)
+
+
+def get_run(db: SqlDb, run_id: str) -> Run | None:
+    with db.read() as conn:
+        row = conn.execute(select_run(run_id)).mappings().first()
+    return None if row is None else to_run(row)
+
+
+def list_runs(db: SqlDb, limit: int, status: RunStatus | None, session: str | None) -> list[Run]:
+    query = select(runs).order_by(runs.c.created_at.desc(), runs.c.run_id.desc()).limit(limit)
+    if status is not None:
+        query = query.where(runs.c.status == status)
+    if session is not None:
+        query = query.where(runs.c.session == session)
+    with db.read() as conn:
+        return [to_run(row) for row in conn.execute(query).mappings()]
+
+
+def _update_run(db: SqlDb, run_id: str, values: dict[str, Any]) -> Run:
+    with db.write() as conn:
+        result = conn.execute(update(runs).where(runs.c.run_id == run_id).values(values))
+        if result.rowcount != 1:
+            raise RunNotFoundError(run_id)
+        return to_run(conn.execute(select_run(run_id)).mappings().one())
+
+
+def finish_run(
+    db: SqlDb,
+    run_id: str,
+    status: RunStatus,
+    stop_reason: str,
+    answer: str | None,
+    detail: str | None,
+    totals: RunTotals | None,
+) -> Run:
+    now = db.now()
+    values: dict[str, Any] = {
+        "status": status,
+        "stop_reason": stop_reason,
+        "answer": answer,
+        "detail": detail,
+        "finished_at": now,
+        "updated_at": now,
+    }
+    if totals is not None:
+        values.update(_totals(totals))
+    return _update_run(db, run_id, values)
+
+
+def update_totals(db: SqlDb, run_id: str, totals: RunTotals) -> Run:
+    now = db.now()
+    return _update_run(db, run_id, {**_totals(totals), "updated_at": now, "heartbeat_at": now})
+
+
+def heartbeat(db: SqlDb, run_id: str) -> None:
+    with db.write() as conn:
+        result = conn.execute(
+            update(runs).where(runs.c.run_id == run_id).values(heartbeat_at=db.now())
+        )
+        if result.rowcount != 1:
+            raise RunNotFoundError(run_id)
+
+
+def _owner_gone(row: RowMapping, now: float, stale_after_s: float) -> bool:
+    alive = owner_is_alive(row["owner_host"], row["owner_pid"], row["owner_token"])
+    if alive is not None:
+        return not alive
+    last_sign = row["heartbeat_at"] or row["updated_at"]
+    return last_sign < now - stale_after_s
+
+
+def mark_interrupted(db: SqlDb, stale_after_s: float) -> list[str]:
+    now = db.now()
+    query = select(
+        runs.c.run_id,
+        runs.c.owner_host,
+        runs.c.owner_pid,
+        runs.c.owner_token,
+        runs.c.heartbeat_at,
+        runs.c.updated_at,
+    ).where(runs.c.status == "running")
+    with db.read() as conn:
+        gone = [
+            row for row in conn.execute(query).mappings() if _owner_gone(row, now, stale_after_s)
+        ]
+    marked: list[str] = []
+    with db.write() as conn:
+        for row in gone:
+            # Only if nobody claimed it meanwhile: same status, same owner as when checked.
+            result = conn.execute(
+                update(runs)
+                .where(
+                    runs.c.run_id == row["run_id"],
+                    runs.c.status == "running",
+                    runs.c.owner_token.is_not_distinct_from(row["owner_token"]),
+                )
+                .values(
+                    status="interrupted",
+                    stop_reason="interrupted",
+                    detail="the process running it stopped before the run finished",
+                    finished_at=now,
+                    updated_at=now,
+                )
+            )
+            if result.rowcount == 1:
+                marked.append(row["run_id"])
+    return marked
+
+
+def claim_run(db: SqlDb, run_id: str, statuses: Collection[RunStatus]) -> Run:
+    now = db.now()
+    with db.write() as conn:
+        row = conn.execute(select_run(run_id).with_for_update()).mappings().first()
+        if row is None:
+            raise RunNotFoundError(run_id)
+        status: str = row["status"]
+        orphaned = status == "running" and _owner_gone(row, now, float("inf"))
+        if status not in statuses and not ("interrupted" in statuses and orphaned):
+            owner = (
+                f" (pid {row['owner_pid']} on {row['owner_host']})" if status == "running" else ""
+            )
+            raise RunNotResumableError(
+                f"run {run_id!r} is {status}{owner}; only runs that are "
+                f"{' or '.join(sorted(statuses))} can be resumed"
+            )
+        conn.execute(
+            update(runs)
+            .where(runs.c.run_id == run_id)
+            .values(
+                status="running",
+                stop_reason=None,
+                detail=None,
+                finished_at=None,
+                updated_at=now,
+                attempt=runs.c.attempt + 1,
+                **_owned_by_me(db, now),
+            )
+        )
+        return to_run(conn.execute(select_run(run_id)).mappings().one())
+
+
+def delete_run(db: SqlDb, run_id: str) -> bool:
+    """Delete a run with its nodes, cells and events (blobs may be shared and stay)."""
+    with db.write() as conn:
+        # Explicit child deletes: correct even where foreign keys are not enforced.
+        for table in (events, cells, nodes):
+            conn.execute(delete(table).where(table.c.run_id == run_id))
+        return conn.execute(delete(runs).where(runs.c.run_id == run_id)).rowcount > 0

@@ -1,0 +1,226 @@
+"""`SqlStore`: the `Store` on SQLAlchemy Core (SQLite or Postgres)."""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Mapping, Sequence
+from typing import Any, Literal
+
+from sqlalchemy import Engine
+
+from rlm_engine.events import Event
+from rlm_engine.store import sql_events, sql_journal, sql_runs, sql_sessions
+from rlm_engine.store.blobs import BlobStore
+from rlm_engine.store.connect import display_url
+from rlm_engine.store.protocol import Store
+from rlm_engine.store.records import (
+    Cell,
+    CellKey,
+    CellStart,
+    ContextRecord,
+    MemoryItem,
+    MemoryScope,
+    ModelCall,
+    NewRun,
+    Node,
+    NodeStart,
+    Run,
+    RunStatus,
+    RunTotals,
+    RunTree,
+    Session,
+    StoredEvent,
+    Usage,
+)
+from rlm_engine.store.sql_base import DEFAULT_INLINE_LIMIT, SqlDb
+
+
+class SqlStore(Store):
+    """The store on a migrated SQLAlchemy engine; build it with `open_store`."""
+
+    def __init__(
+        self, engine: Engine, blobs: BlobStore, *, inline_limit: int = DEFAULT_INLINE_LIMIT
+    ) -> None:
+        self._db = SqlDb(engine, blobs, inline_limit)
+
+    def __repr__(self) -> str:
+        return f"SqlStore({display_url(str(self._db.engine.url))!r})"
+
+    @property
+    def engine(self) -> Engine:
+        """The underlying engine (for tools and tests; the engine package never needs it)."""
+        return self._db.engine
+
+    @property
+    def blobs(self) -> BlobStore:
+        return self._db.blobs
+
+    def close(self) -> None:
+        self._db.engine.dispose()
+
+    # runs
+
+    def create_run(self, new: NewRun) -> Run:
+        return sql_runs.create_run(self._db, new)
+
+    def get_run(self, run_id: str) -> Run | None:
+        return sql_runs.get_run(self._db, run_id)
+
+    def list_runs(
+        self, limit: int = 50, *, status: RunStatus | None = None, session: str | None = None
+    ) -> list[Run]:
+        return sql_runs.list_runs(self._db, limit, status, session)
+
+    def update_run_totals(self, run_id: str, totals: RunTotals) -> Run:
+        return sql_runs.update_totals(self._db, run_id, totals)
+
+    def finish_run(
+        self,
+        run_id: str,
+        *,
+        status: RunStatus,
+        stop_reason: str,
+        answer: str | None = None,
+        detail: str | None = None,
+        totals: RunTotals | None = None,
+    ) -> Run:
+        return sql_runs.finish_run(self._db, run_id, status, stop_reason, answer, detail, totals)
+
+    def heartbeat(self, run_id: str) -> None:
+        sql_runs.heartbeat(self._db, run_id)
+
+    def mark_interrupted_runs(self, *, stale_after_s: float = 120.0) -> list[str]:
+        return sql_runs.mark_interrupted(self._db, stale_after_s)
+
+    def claim_run(self, run_id: str, *, statuses: Collection[RunStatus] = ("interrupted",)) -> Run:
+        return sql_runs.claim_run(self._db, run_id, statuses)
+
+    def delete_run(self, run_id: str) -> bool:
+        return sql_runs.delete_run(self._db, run_id)
+
+    def run_tree(self, run_id: str) -> RunTree | None:
+        with self._db.read() as conn:
+            run = conn.execute(sql_runs.select_run(run_id)).mappings().first()
+            if run is None:
+                return None
+            nodes = sql_journal.list_nodes(conn, run_id)
+            cells = sql_journal.list_cells(self._db, conn, run_id, None)
+        return RunTree(run=sql_runs.to_run(run), nodes=tuple(nodes), cells=tuple(cells))
+
+    # journal: nodes
+
+    def start_node(self, node: NodeStart) -> Node:
+        return sql_journal.start_node(self._db, node)
+
+    def record_model_call(self, call: ModelCall) -> ModelCall:
+        return sql_journal.record_model_call(self._db, call)
+
+    def find_model_call(self, run_id: str, node_id: str) -> ModelCall | None:
+        return sql_journal.find_model_call(self._db, run_id, node_id)
+
+    def finish_node(
+        self,
+        run_id: str,
+        node_id: str,
+        *,
+        status: Literal["completed", "failed"],
+        usage: Usage | None = None,
+        cost_usd: float | None = None,
+        latency_s: float | None = None,
+        response: str | None = None,
+        error: str | None = None,
+        meta: Mapping[str, Any] | None = None,
+    ) -> Node:
+        return sql_journal.finish_node(
+            self._db,
+            run_id,
+            node_id,
+            status,
+            usage=usage or Usage(),
+            cost_usd=cost_usd,
+            latency_s=latency_s,
+            response=response,
+            error=error,
+            meta=meta,
+        )
+
+    def get_node(self, run_id: str, node_id: str) -> Node | None:
+        return sql_journal.get_node(self._db, run_id, node_id)
+
+    # journal: cells
+
+    def begin_cell(
+        self, cell: CellStart, *, status: Literal["pending", "executing"] = "executing"
+    ) -> Cell:
+        return sql_journal.begin_cell(self._db, cell, status)
+
+    def finish_cell(
+        self,
+        key: CellKey,
+        *,
+        status: Literal["completed", "failed", "blocked"],
+        output: str = "",
+        error: str | None = None,
+        meta: Mapping[str, Any] | None = None,
+    ) -> Cell:
+        return sql_journal.finish_cell(self._db, key, status, output, error, meta)
+
+    def get_cell(self, key: CellKey) -> Cell | None:
+        return sql_journal.get_cell(self._db, key)
+
+    def list_cells(self, run_id: str, *, node_id: str | None = None) -> list[Cell]:
+        with self._db.read() as conn:
+            return sql_journal.list_cells(self._db, conn, run_id, node_id)
+
+    # events
+
+    def append_event(self, event: Event) -> int:
+        return sql_events.append_events(self._db, [event])[0]
+
+    def append_events(self, events: Sequence[Event]) -> list[int]:
+        return sql_events.append_events(self._db, events)
+
+    def list_events(
+        self, run_id: str, *, after_seq: int = -1, limit: int | None = None
+    ) -> list[StoredEvent]:
+        return sql_events.list_events(self._db, run_id, after_seq, limit)
+
+    # sessions
+
+    def open_session(self, name: str, data: Mapping[str, Any] | None = None) -> Session:
+        return sql_sessions.open_session(self._db, name, data)
+
+    def get_session(self, name: str) -> Session | None:
+        return sql_sessions.get_session(self._db, name)
+
+    def list_sessions(self, limit: int = 100) -> list[Session]:
+        return sql_sessions.list_sessions(self._db, limit)
+
+    def update_session(
+        self, name: str, data: Mapping[str, Any], *, expected_version: int
+    ) -> Session:
+        return sql_sessions.update_session(self._db, name, data, expected_version)
+
+    def delete_session(self, name: str) -> bool:
+        return sql_sessions.delete_session(self._db, name)
+
+    # memory
+
+    def memory_get(self, scope: MemoryScope, key: str) -> MemoryItem | None:
+        return sql_sessions.memory_get(self._db, scope, key)
+
+    def memory_set(self, scope: MemoryScope, key: str, value: Any) -> MemoryItem:
+        return sql_sessions.memory_set(self._db, scope, key, value)
+
+    def memory_list(self, scope: MemoryScope) -> list[MemoryItem]:
+        return sql_sessions.memory_list(self._db, scope)
+
+    def memory_delete(self, scope: MemoryScope, key: str) -> bool:
+        return sql_sessions.memory_delete(self._db, scope, key)
+
+    # contexts
+
+    def register_context(self, record: ContextRecord) -> ContextRecord:
+        return sql_sessions.register_context(self._db, record)
+
+    def get_context(self, content_hash: str) -> ContextRecord | None:
+        return sql_sessions.get_context(self._db, content_hash)

@@ -1,0 +1,165 @@
+"""The store's schema as SQLAlchemy Core tables (what the queries use).
+
+The migrations in `migrations/versions/` create exactly this schema; a contract test checks
+that the two agree. Timestamps are float seconds since the epoch, like the events' `ts`.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Column,
+    Double,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+)
+
+metadata = MetaData()
+
+sessions = Table(
+    "sessions",
+    metadata,
+    Column("name", String(200), primary_key=True),
+    Column("version", Integer, nullable=False),
+    Column("data", JSON, nullable=False),
+    Column("created_at", Double, nullable=False),
+    Column("updated_at", Double, nullable=False),
+)
+
+runs = Table(
+    "runs",
+    metadata,
+    Column("run_id", String(100), primary_key=True),
+    Column("session", String(200), ForeignKey("sessions.name", ondelete="SET NULL")),
+    Column("question", Text, nullable=False),
+    Column("model", String(200), nullable=False),
+    Column("sub_model", String(200), nullable=False),
+    Column("settings", JSON, nullable=False),
+    Column("status", String(20), nullable=False),
+    Column("stop_reason", String(100)),
+    Column("detail", Text),
+    Column("answer", Text),
+    Column("input_tokens", Integer, nullable=False),
+    Column("output_tokens", Integer, nullable=False),
+    Column("cached_tokens", Integer, nullable=False),
+    Column("cost_usd", Double),
+    Column("sub_calls", Integer, nullable=False),
+    Column("iterations", Integer, nullable=False),
+    Column("context_hash", String(64)),
+    Column("created_at", Double, nullable=False),
+    Column("updated_at", Double, nullable=False),
+    Column("finished_at", Double),
+    # Who runs it: a run whose owner is gone while still "running" was interrupted.
+    Column("owner_host", String(255)),
+    Column("owner_pid", Integer),
+    Column("owner_token", String(100)),
+    Column("heartbeat_at", Double),
+    Column("attempt", Integer, nullable=False),
+    # The last event sequence number handed out; appends bump it under a row lock.
+    Column("last_event_seq", Integer, nullable=False),
+    Index("ix_runs_created_at", "created_at"),
+    Index("ix_runs_status", "status"),
+    Index("ix_runs_session", "session"),
+)
+
+nodes = Table(
+    "nodes",
+    metadata,
+    Column(
+        "run_id",
+        String(100),
+        ForeignKey("runs.run_id", ondelete="CASCADE"),
+        primary_key=True,
+    ),
+    Column("node_id", String(300), primary_key=True),
+    Column("parent_id", String(300)),
+    Column("kind", String(20), nullable=False),
+    Column("model", String(200)),
+    Column("status", String(20), nullable=False),
+    Column("input_tokens", Integer, nullable=False),
+    Column("output_tokens", Integer, nullable=False),
+    Column("cached_tokens", Integer, nullable=False),
+    Column("cost_usd", Double),
+    Column("latency_s", Double),
+    Column("request_hash", String(64)),
+    # Texts live inline when short, else in the blob store under *_ref.
+    Column("request_text", Text),
+    Column("request_ref", String(64)),
+    Column("response_text", Text),
+    Column("response_ref", String(64)),
+    Column("response_chars", Integer),
+    Column("error", Text),
+    Column("meta", JSON, nullable=False),
+    Column("started_at", Double, nullable=False),
+    Column("finished_at", Double),
+)
+
+cells = Table(
+    "cells",
+    metadata,
+    Column("artifact_id", String(500), primary_key=True),
+    Column("run_id", String(100), ForeignKey("runs.run_id", ondelete="CASCADE"), nullable=False),
+    Column("node_id", String(300), nullable=False),
+    Column("iteration", Integer, nullable=False),
+    Column("cell_index", Integer, nullable=False),
+    Column("instruction", Text),
+    Column("code", Text, nullable=False),
+    Column("code_hash", String(64), nullable=False),
+    Column("status", String(20), nullable=False),
+    Column("output_text", Text),
+    Column("output_ref", String(64)),
+    Column("output_hash", String(64)),
+    Column("output_chars", Integer),
+    Column("error", Text),
+    Column("meta", JSON, nullable=False),
+    Column("created_at", Double, nullable=False),
+    Column("started_at", Double),
+    Column("finished_at", Double),
+    UniqueConstraint("run_id", "node_id", "iteration", "cell_index", name="uq_cells_position"),
+)
+
+events = Table(
+    "events",
+    metadata,
+    Column(
+        "run_id",
+        String(100),
+        ForeignKey("runs.run_id", ondelete="CASCADE"),
+        primary_key=True,
+    ),
+    Column("seq", Integer, primary_key=True),
+    Column("type", String(50), nullable=False),
+    Column("node_id", String(300), nullable=False),
+    Column("depth", Integer, nullable=False),
+    Column("ts", Double, nullable=False),
+    Column("body", JSON, nullable=False),
+)
+
+memory = Table(
+    "memory",
+    metadata,
+    Column("scope_kind", String(20), primary_key=True),
+    Column("scope_name", String(200), primary_key=True),
+    Column("key", String(300), primary_key=True),
+    Column("value", JSON, nullable=False),
+    Column("updated_at", Double, nullable=False),
+)
+
+contexts = Table(
+    "contexts",
+    metadata,
+    Column("content_hash", String(64), primary_key=True),
+    Column("size", BigInteger, nullable=False),
+    Column("kind", String(50), nullable=False),
+    Column("path", Text),
+    Column("blob_ref", String(64)),
+    Column("meta", JSON, nullable=False),
+    Column("created_at", Double, nullable=False),
+)
