@@ -1,0 +1,25 @@
+"""The peer fan-out policy answers each engine in its own format."""
+
+from __future__ import annotations
+
+from rlm_engine.sim.oracle import ROOT_PROMPT_START
+from rlm_engine.sim.oracle_fanout import FanoutPolicy, engine_of
+
+
+def test_each_engine_gets_its_own_finish() -> None:
+    policy = FanoutPolicy()
+    ours = [
+        {"role": "system", "content": ROOT_PROMPT_START},
+        {"role": "user", "content": "FANOUT=7"},
+    ]
+    rlms = [
+        {"role": "system", "content": 'Recursive Language Model ... answer["ready"]'},
+        {"role": "user", "content": "FANOUT=7"},
+    ]
+    dspy = [{"role": "user", "content": "[[ ## query ## ]]\nFANOUT=7\nuse SUBMIT(...)"}]
+    assert [engine_of(m) for m in (ours, rlms, dspy)] == ["rlm-engine", "rlms", "dspy"]
+    assert 'FINAL_VAR("report")' in policy("m", ours) and "range(7)" in policy("m", ours)
+    assert 'answer["ready"] = True' in policy("m", rlms)
+    reply = policy("m", dspy)
+    assert reply.startswith("[[ ## reasoning ## ]]") and "SUBMIT(answer=report)" in reply
+    assert policy("m", [{"role": "user", "content": "fanout item 3"}]) == "ok"
