@@ -1,0 +1,194 @@
+"""``rlm ask``: answer a question over one or more context files."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Callable
+from typing import Any
+
+from rlm_engine.cli.discover import discover_model
+from rlm_engine.cli.progress import Progress
+from rlm_engine.cli.run_setup import (
+    StoreEventSink,
+    build_rlm,
+    context_of,
+    context_paths,
+    memory_for,
+    new_run_id,
+    open_run,
+    run_and_record,
+)
+from rlm_engine.engine.journal_store import StoreJournal
+from rlm_engine.engine.result import RunResult
+from rlm_engine.engine.rlm import RLM
+from rlm_engine.errors import RLMError
+from rlm_engine.events import Event
+from rlm_engine.settings import Settings
+from rlm_engine.store.factory import open_store
+from rlm_engine.store.protocol import Store
+from rlm_engine.store.records import Run
+
+
+def register(subparsers: Any) -> None:
+    p: argparse.ArgumentParser = subparsers.add_parser(
+        "ask", help="answer a question over a context"
+    )
+    p.add_argument("question")
+    p.add_argument(
+        "--context",
+        action="append",
+        default=[],
+        metavar="PATH",
+        help="file or directory; repeat for several",
+    )
+    p.add_argument("--model", help="root model, provider/model (default: RLM_MODEL or discovered)")
+    p.add_argument("--sub-model", help="model for sub-calls (default: RLM_SUB_MODEL or --model)")
+    p.add_argument("--max-iterations", type=int, default=30)
+    p.add_argument("--max-depth", type=int, default=1)
+    p.add_argument("--max-concurrency", type=int, default=32)
+    p.add_argument("--max-sub-calls", type=int)
+    p.add_argument("--budget-usd", type=float, help="stop when this much has been spent")
+    p.add_argument("--max-seconds", type=float)
+    p.add_argument("--cell-timeout", type=float, default=120.0)
+    p.add_argument("--output-mode", choices=["truncate", "digest"], default="truncate")
+    p.add_argument(
+        "--fallback-model",
+        action="append",
+        default=[],
+        metavar="M",
+        help="used in order when a model fails for good (repeatable; every role)",
+    )
+    p.add_argument("--instructions", default="", help="house rules added to the root prompt")
+    p.add_argument(
+        "--plugin",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="extra plugin registered under the rlm_engine.plugins entry point (repeatable)",
+    )
+    p.add_argument(
+        "--no-default-plugins",
+        action="store_true",
+        help="run without the safety, format, lint and telemetry plugins",
+    )
+    p.add_argument(
+        "--isolation",
+        choices=["auto", "strict", "none"],
+        default="auto",
+        help="OS isolation of the REPL: best available (default), required, or off",
+    )
+    p.add_argument(
+        "--session",
+        metavar="NAME",
+        help="continue (or start) a named session: its REPL state, memory and history",
+    )
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.add_argument("--verbose", action="store_true", help="print every step")
+    p.set_defaults(handler=run_ask)
+
+
+def print_result(result: RunResult, as_json: bool) -> None:
+    if as_json:
+        print(json.dumps(result.to_dict(), ensure_ascii=False, default=str))
+        return
+    print(result.answer)
+    cost = "unknown" if result.cost_usd is None else f"${result.cost_usd:.4f}"
+    print(
+        f"\n[{result.stop_reason} after {result.iterations} iterations, "
+        f"{result.usage.total_tokens:,} tokens, {result.sub_calls} sub-calls, cost {cost}, "
+        f"{result.duration_s:.1f}s, run {result.run_id}]",
+        file=sys.stderr,
+    )
+
+
+def run_settings_from_args(args: argparse.Namespace, settings: Settings) -> dict[str, Any]:
+    """What is stored with the run and rebuilds the same RLM on resume."""
+    model = args.model or settings.model or discover_model(settings.env)
+    return {
+        "model": model,
+        "sub_model": args.sub_model or settings.sub_model or model,
+        "fallback_models": list(args.fallback_model),
+        "context": context_paths(args.context),
+        "max_iterations": args.max_iterations,
+        "max_depth": args.max_depth,
+        "max_concurrency": args.max_concurrency,
+        "max_sub_calls": args.max_sub_calls,
+        "max_cost_usd": args.budget_usd,
+        "max_seconds": args.max_seconds,
+        "cell_timeout_s": args.cell_timeout,
+        "output_mode": args.output_mode,
+        "instructions": args.instructions or settings.instructions,
+        "plugins": [*settings.plugins, *args.plugin],
+        "no_default_plugins": args.no_default_plugins,
+        "isolation": args.isolation,
+    }
+
+
+def session_runs(store: Store, session: str | None) -> list[Run]:
+    """The finished runs of a session, oldest first: replaying them restores its REPL."""
+    if session is None:
+        return []
+    store.open_session(session)
+    runs = store.list_runs(limit=10_000, session=session)
+    return [r for r in reversed(runs) if r.status == "completed"]
+
+
+def listeners(run_id: str, sink: StoreEventSink, progress: Progress) -> Callable[[Event], None]:
+    def on_event(event: Event) -> None:
+        sink(event)
+        if event.run_id == run_id:
+            progress(event)
+
+    return on_event
+
+
+async def replay_session(rlm: RLM, store: Store, prior: list[Run]) -> None:
+    for run in prior:
+        journal = StoreJournal(store, run.run_id, read_only=True)
+        replayed = await rlm.arun(
+            run.question, context_of(run.settings), run_id=run.run_id, journal=journal
+        )
+        if replayed.stop_reason == "error":
+            raise RLMError(
+                f"could not restore the session from run {run.run_id}: {replayed.stop_detail}"
+            )
+
+
+def run_ask(args: argparse.Namespace) -> int:
+    settings = Settings.from_env()
+    store = open_store(settings.store_url, settings.home)
+    try:
+        prior = session_runs(store, args.session)
+        if prior and not args.model:
+            # A session continues with the models its REPL state was built with.
+            args.model = args.model or prior[-1].settings.get("model")
+            args.sub_model = args.sub_model or prior[-1].settings.get("sub_model")
+        run_settings = run_settings_from_args(args, settings)
+        run_id = new_run_id()
+        sink = StoreEventSink(store)
+        progress = Progress(verbose=args.verbose)
+        rlm = build_rlm(
+            run_settings,
+            settings,
+            on_event=listeners(run_id, sink, progress),
+            memory=memory_for(store, args.session),
+            persistent=bool(args.session),
+        )
+        open_run(store, run_id, args.question, run_settings, args.session)
+        result = run_and_record(
+            rlm,
+            store,
+            sink,
+            progress,
+            run_id=run_id,
+            question=args.question,
+            context=context_of(run_settings),
+            journal=StoreJournal(store, run_id),
+            before=lambda: replay_session(rlm, store, prior),
+        )
+    finally:
+        store.close()
+    print_result(result, args.json)
+    return 1 if result.stop_reason == "error" else 0

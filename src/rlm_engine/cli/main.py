@@ -1,0 +1,60 @@
+"""The ``rlm`` command: a registry of sub-commands, each in its own module."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable, Sequence
+from importlib import import_module
+
+from rlm_engine.errors import ConfigurationError, RLMError
+
+# Sub-command modules; each exposes ``register(subparsers)`` which sets ``handler``.
+COMMANDS: tuple[str, ...] = (
+    "rlm_engine.cli.ask",
+    "rlm_engine.cli.bench",
+    "rlm_engine.cli.demo",
+    "rlm_engine.cli.memory",
+    "rlm_engine.cli.models",
+    "rlm_engine.cli.runs",
+    "rlm_engine.cli.resume",
+    "rlm_engine.cli.sessions",
+    "rlm_engine.cli.sim",
+)
+
+Handler = Callable[[argparse.Namespace], int]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="rlm",
+        description="Recursive Language Models: answer questions over very large contexts.",
+    )
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for module in COMMANDS:
+        import_module(module).register(subparsers)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    handler: Handler | None = getattr(args, "handler", None)
+    if handler is None:
+        parser.print_help()
+        return 2
+    try:
+        return handler(args)
+    except ConfigurationError as exc:
+        print(f"rlm: {exc}", file=sys.stderr)
+        return 2
+    except RLMError as exc:
+        print(f"rlm: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("rlm: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,120 @@
+"""``rlm runs resume`` and ``rlm replay``: continue or re-run a recorded run from its journal."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+from typing import Any
+
+from rlm_engine.cli.progress import Progress
+from rlm_engine.cli.run_setup import (
+    StoreEventSink,
+    build_rlm,
+    context_of,
+    memory_for,
+    run_and_record,
+)
+from rlm_engine.engine.journal_store import StoreJournal
+from rlm_engine.engine.result import RunResult
+from rlm_engine.errors import ConfigurationError
+from rlm_engine.events import Event
+from rlm_engine.settings import Settings
+from rlm_engine.store.errors import RunNotResumableError
+from rlm_engine.store.factory import open_store
+
+
+def register_resume(runs_subparsers: Any) -> None:
+    """Adds ``resume`` under ``rlm runs``."""
+    p: argparse.ArgumentParser = runs_subparsers.add_parser(
+        "resume", help="finish an interrupted run, reusing every journaled model call"
+    )
+    p.add_argument("run_id")
+    p.add_argument("--json", action="store_true")
+    p.add_argument("--verbose", action="store_true")
+    p.set_defaults(handler=run_resume)
+
+
+def register(subparsers: Any) -> None:
+    """Adds the top-level ``replay`` command."""
+    p: argparse.ArgumentParser = subparsers.add_parser(
+        "replay", help="re-run a recorded run offline from its journal, with no model calls"
+    )
+    p.add_argument("run_id")
+    p.add_argument("--json", action="store_true")
+    p.add_argument("--verbose", action="store_true")
+    p.set_defaults(handler=run_replay)
+
+
+def run_resume(args: argparse.Namespace) -> int:
+    from rlm_engine.cli.ask import print_result
+
+    settings = Settings.from_env()
+    store = open_store(settings.store_url, settings.home)
+    try:
+        store.mark_interrupted_runs()
+        existing = store.get_run(args.run_id)
+        if existing is None:
+            raise ConfigurationError(
+                f"no run {args.run_id!r}; `rlm runs list` shows the recorded runs"
+            )
+        try:
+            run = store.claim_run(args.run_id)
+        except RunNotResumableError as exc:
+            raise ConfigurationError(str(exc)) from exc
+        sink = StoreEventSink(store)
+        progress = Progress(verbose=args.verbose)
+
+        def on_event(event: Event) -> None:
+            sink(event)
+            progress(event)
+
+        rlm = build_rlm(
+            run.settings, settings, on_event=on_event, memory=memory_for(store, run.session)
+        )
+
+        result = run_and_record(
+            rlm,
+            store,
+            sink,
+            progress,
+            run_id=run.run_id,
+            question=run.question,
+            context=context_of(run.settings),
+            journal=StoreJournal(store, run.run_id),
+        )
+    finally:
+        store.close()
+    print_result(result, args.json)
+    return 1 if result.stop_reason == "error" else 0
+
+
+def run_replay(args: argparse.Namespace) -> int:
+    from rlm_engine.cli.ask import print_result
+
+    settings = Settings.from_env()
+    store = open_store(settings.store_url, settings.home)
+    try:
+        run = store.get_run(args.run_id)
+        if run is None:
+            raise ConfigurationError(
+                f"no run {args.run_id!r}; `rlm runs list` shows the recorded runs"
+            )
+        progress = Progress(verbose=args.verbose)
+        # Offline: stand-in models that refuse, a read-only journal, throwaway memory.
+        rlm = build_rlm(run.settings, settings, on_event=progress, memory={}, offline=True)
+
+        async def replay() -> RunResult:
+            try:
+                journal = StoreJournal(store, run.run_id, read_only=True)
+                return await rlm.arun(
+                    run.question, context_of(run.settings), run_id=run.run_id, journal=journal
+                )
+            finally:
+                await rlm.aclose()
+
+        with progress:
+            result = asyncio.run(replay())
+    finally:
+        store.close()
+    print_result(result, args.json)
+    return 1 if result.stop_reason == "error" else 0

@@ -1,0 +1,283 @@
+"""Building, journaling and recording a run from the CLI: shared by ``ask``, ``runs resume``,
+``replay`` and sessions.
+
+A run's settings are stored with it (JSON), so a resume rebuilds the same RLM: same
+models (request hashes include the model), same limits, same contexts.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import getpass
+import uuid
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from rlm_engine.engine.journal import Journal
+from rlm_engine.engine.result import RunResult
+from rlm_engine.engine.rlm import RLM
+from rlm_engine.errors import ContextError, RLMError
+from rlm_engine.events import Event
+from rlm_engine.lm.spec import canonical_model
+from rlm_engine.otel_setup import tracing_from_env
+from rlm_engine.plugins.base import Plugin
+from rlm_engine.plugins.chain import load_entry_point_plugins
+from rlm_engine.plugins.defaults import default_plugins
+from rlm_engine.sandbox.base import ContextValue
+from rlm_engine.settings import Settings
+from rlm_engine.store.memory_mapping import StoreMemory
+from rlm_engine.store.protocol import Store
+from rlm_engine.store.records import MemoryScope, NewRun, RunTotals
+from rlm_engine.types import Completion, Message, ModelSettings
+
+HEARTBEAT_S = 30.0
+# RLMConfig fields a run's settings may carry (everything else is rejected on rebuild).
+CONFIG_KEYS = (
+    "max_iterations",
+    "max_depth",
+    "max_concurrency",
+    "max_sub_calls",
+    "max_cost_usd",
+    "max_seconds",
+    "cell_timeout_s",
+    "output_mode",
+)
+
+
+def new_run_id() -> str:
+    return uuid.uuid4().hex[:16]
+
+
+def context_paths(raw: Sequence[str]) -> list[str]:
+    """Absolute paths of the given contexts; a missing one is a clear error."""
+    paths: list[str] = []
+    for item in raw:
+        path = Path(item).expanduser()
+        if not path.exists():
+            raise ContextError(f"context path {item!r} does not exist")
+        paths.append(str(path.resolve()))
+    return paths
+
+
+def context_of(run_settings: Mapping[str, Any]) -> ContextValue:
+    paths = [Path(p) for p in run_settings.get("context", [])]
+    for path in paths:
+        if not path.exists():
+            raise ContextError(f"the run's context {str(path)!r} is gone; restore it to go on")
+    if not paths:
+        return None
+    return paths[0] if len(paths) == 1 else paths
+
+
+def plugins_for(run_settings: Mapping[str, Any], settings: Settings) -> list[Plugin]:
+    """Defaults (unless turned off), named entry-point plugins, and tracing when an OTLP
+    endpoint is configured."""
+    plugins: list[Plugin] = [] if run_settings.get("no_default_plugins") else default_plugins()
+    plugins += load_entry_point_plugins(run_settings.get("plugins", []))
+    tracing = tracing_from_env(settings.env)
+    if tracing is not None:
+        plugins.append(tracing)
+    return plugins
+
+
+class OfflineModel:
+    """Stands in for a model during an offline replay: it is never supposed to be called."""
+
+    def __init__(self, name: str) -> None:
+        self._name = name
+
+    @property
+    def name(self) -> str:
+        return self._name
+
+    @property
+    def provider(self) -> str:
+        return self._name.split("/", 1)[0]
+
+    async def complete(
+        self, messages: Sequence[Message], settings: ModelSettings | None = None
+    ) -> Completion:
+        from rlm_engine.engine.journal_store import ReplayExhausted
+
+        raise ReplayExhausted(
+            f"the journal holds no reply for a call to {self._name}; an offline replay makes "
+            "no model calls (use `rlm runs resume` to continue with live models)"
+        )
+
+
+def build_rlm(
+    run_settings: Mapping[str, Any],
+    settings: Settings,
+    *,
+    on_event: Callable[[Event], Awaitable[None] | None],
+    memory: Any = None,
+    persistent: bool = False,
+    offline: bool = False,
+) -> RLM:
+    """The RLM a run's stored settings describe."""
+    model = run_settings["model"]
+    sub_model = run_settings.get("sub_model") or model
+    config = {k: run_settings[k] for k in CONFIG_KEYS if run_settings.get(k) is not None}
+    fallbacks: list[str] = list(run_settings.get("fallback_models", []))
+    if offline:
+        model, sub_model = (
+            OfflineModel(canonical_model(model)),
+            OfflineModel(canonical_model(sub_model)),
+        )
+        fallbacks = []
+    return RLM(
+        model,
+        sub_model,
+        env=settings.env,
+        fallback_models=fallbacks,
+        plugins=plugins_for(run_settings, settings),
+        instructions=run_settings.get("instructions", ""),
+        isolation=run_settings.get("isolation", "auto"),
+        memory=memory,
+        persistent=persistent,
+        on_event=on_event,
+        **config,
+    )
+
+
+def memory_for(store: Store, session: str | None) -> StoreMemory:
+    scope = MemoryScope.session(session) if session else MemoryScope.user(getpass.getuser())
+    return StoreMemory(store, scope)
+
+
+class StoreEventSink:
+    """Appends events of the given runs to the store in batches, off the event loop.
+
+    The journal is what makes a run resumable and is written synchronously; events are the
+    audit trail and tolerate losing the last fraction of a second in a crash."""
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+        self.run_ids: set[str] = set()
+        self._buffer: list[Event] = []
+        self._task: asyncio.Task[None] | None = None
+
+    def __call__(self, event: Event) -> None:
+        if event.run_id not in self.run_ids:
+            return
+        self._buffer.append(event)
+        if self._task is None or self._task.done():
+            self._task = asyncio.get_running_loop().create_task(self._flush())
+
+    async def _flush(self) -> None:
+        while self._buffer:
+            batch, self._buffer = self._buffer, []
+            await asyncio.to_thread(self.store.append_events, batch)
+
+    async def drain(self) -> None:
+        if self._task is not None:
+            await self._task
+        await self._flush()
+
+
+def open_run(
+    store: Store,
+    run_id: str,
+    question: str,
+    run_settings: Mapping[str, Any],
+    session: str | None,
+) -> None:
+    store.create_run(
+        NewRun(
+            run_id=run_id,
+            question=question,
+            model=run_settings["model"],
+            sub_model=run_settings.get("sub_model") or run_settings["model"],
+            settings=dict(run_settings),
+            session=session,
+        )
+    )
+
+
+def close_run(store: Store, result: RunResult) -> None:
+    store.finish_run(
+        result.run_id,
+        status="failed" if result.stop_reason == "error" else "completed",
+        stop_reason=result.stop_reason,
+        answer=result.answer,
+        detail=result.stop_detail,
+        totals=RunTotals(
+            input_tokens=result.usage.input_tokens,
+            output_tokens=result.usage.output_tokens,
+            cached_tokens=result.usage.cached_tokens,
+            cost_usd=result.cost_usd,
+            sub_calls=result.sub_calls,
+            iterations=result.iterations,
+        ),
+    )
+
+
+async def _heartbeat(store: Store, run_id: str) -> None:
+    while True:
+        await asyncio.sleep(HEARTBEAT_S)
+        await asyncio.to_thread(store.heartbeat, run_id)
+
+
+async def journaled_run(
+    rlm: RLM,
+    store: Store,
+    sink: StoreEventSink,
+    *,
+    run_id: str,
+    question: str,
+    context: ContextValue,
+    journal: Journal,
+) -> RunResult:
+    """One run with every step journaled and every event recorded."""
+    sink.run_ids.add(run_id)
+    beat = asyncio.create_task(_heartbeat(store, run_id))
+    try:
+        return await rlm.arun(question, context, run_id=run_id, journal=journal)
+    finally:
+        beat.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await beat
+        await sink.drain()
+
+
+def run_and_record(
+    rlm: RLM,
+    store: Store,
+    sink: StoreEventSink,
+    progress: contextlib.AbstractContextManager[Any],
+    *,
+    run_id: str,
+    question: str,
+    context: ContextValue,
+    journal: Journal,
+    before: Callable[[], Awaitable[None]] | None = None,
+) -> RunResult:
+    """Drive one journaled run to its end and record its outcome; a run that fails with an
+    error is recorded as failed with the reason before the error propagates."""
+
+    async def go() -> RunResult:
+        try:
+            if before is not None:
+                await before()
+            return await journaled_run(
+                rlm,
+                store,
+                sink,
+                run_id=run_id,
+                question=question,
+                context=context,
+                journal=journal,
+            )
+        finally:
+            await rlm.aclose()
+
+    try:
+        with progress:
+            result = asyncio.run(go())
+    except RLMError as exc:
+        store.finish_run(run_id, status="failed", stop_reason="error", detail=str(exc))
+        raise
+    close_run(store, result)
+    return result

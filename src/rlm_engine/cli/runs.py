@@ -1,0 +1,208 @@
+"""``rlm runs``: list, inspect, export and delete the runs kept in the durable store.
+
+``resume`` is registered here too, from ``rlm_engine.cli.resume``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any, cast, get_args
+
+from rlm_engine.cli.resume import register_resume
+from rlm_engine.cli.store_access import UnknownRunError, cli_store, print_json, require_run
+from rlm_engine.errors import ConfigurationError
+from rlm_engine.store.export import EXPORT_FORMATS, cell_record, event_record, export_run
+from rlm_engine.store.export_tree import build_tree, render_tree
+from rlm_engine.store.records import Run, RunStatus
+
+RUN_STATUSES: tuple[str, ...] = get_args(RunStatus)
+
+
+def register(subparsers: Any) -> None:
+    p: argparse.ArgumentParser = subparsers.add_parser(
+        "runs", help="list, inspect, export, resume and delete recorded runs"
+    )
+    sub = p.add_subparsers(dest="runs_command", metavar="ACTION", required=True)
+
+    lst = sub.add_parser("list", help="runs, newest first")
+    lst.add_argument("--json", action="store_true", help="print a JSON list")
+    lst.add_argument("--limit", type=int, default=50, metavar="N")
+    lst.add_argument("--status", choices=RUN_STATUSES)
+    lst.add_argument("--session", metavar="NAME", help="only runs of this session")
+    lst.set_defaults(handler=run_list)
+
+    show = sub.add_parser("show", help="one run with its events and cells")
+    show.add_argument("run_id")
+    show.add_argument("--json", action="store_true")
+    show.set_defaults(handler=run_show)
+
+    tree = sub.add_parser("tree", help="a run's call tree: turns, cells, sub-calls")
+    tree.add_argument("run_id")
+    tree.add_argument("--json", action="store_true")
+    tree.set_defaults(handler=run_tree)
+
+    export = sub.add_parser("export", help="write a run as a notebook, JSONL or Markdown")
+    export.add_argument("run_id")
+    export.add_argument("--format", choices=EXPORT_FORMATS, required=True, dest="fmt")
+    export.add_argument("-o", "--output", required=True, metavar="FILE", help="'-': stdout")
+    export.set_defaults(handler=run_export)
+
+    delete = sub.add_parser("delete", help="delete a run with its journal and events")
+    delete.add_argument("run_id")
+    delete.add_argument("--yes", action="store_true", help="do not ask for confirmation")
+    delete.add_argument("--json", action="store_true")
+    delete.set_defaults(handler=run_delete)
+
+    register_resume(sub)
+
+
+def run_summary(run: Run) -> dict[str, Any]:
+    """What `rlm runs list --json` gives per run."""
+    return {
+        "run_id": run.run_id,
+        "status": run.status,
+        "question": run.question,
+        "created_at": run.created_at,
+        "updated_at": run.updated_at,
+        "finished_at": run.finished_at,
+        "stop_reason": run.stop_reason,
+        "detail": run.detail,
+        "answer": run.answer,
+        "model": run.model,
+        "sub_model": run.sub_model,
+        "session": run.session,
+        "attempt": run.attempt,
+        "totals": asdict(run.totals),
+    }
+
+
+def _when(ts: float) -> str:
+    return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(ts))
+
+
+def _one_line(text: str | None, width: int) -> str:
+    flat = " ".join((text or "").split())
+    return flat if len(flat) <= width else flat[: width - 1] + "…"
+
+
+def run_list(args: argparse.Namespace) -> int:
+    if args.limit < 1:
+        raise ConfigurationError("--limit must be at least 1")
+    with cli_store() as store:
+        # Cheap, and without it a run whose process was killed would still show "running".
+        store.mark_interrupted_runs()
+        runs = store.list_runs(args.limit, status=args.status, session=args.session)
+    if args.json:
+        print_json([run_summary(run) for run in runs])
+        return 0
+    if not runs:
+        print("no runs yet; `rlm ask` records every run", file=sys.stderr)
+        return 0
+    for run in runs:
+        stop = run.stop_reason or ""
+        print(
+            f"{run.run_id}  {_when(run.created_at)}  {run.status:<11} {stop:<14} "
+            f"{_one_line(run.question, 60)}"
+        )
+    return 0
+
+
+def run_show(args: argparse.Namespace) -> int:
+    with cli_store() as store:
+        store.mark_interrupted_runs()
+        run = require_run(store, args.run_id)
+        events = store.list_events(run.run_id)
+        cells = store.list_cells(run.run_id)
+    if args.json:
+        print_json(
+            {
+                **run_summary(run),
+                "settings": run.settings,
+                "context_hash": run.context_hash,
+                "heartbeat_at": run.heartbeat_at,
+                "owner_host": run.owner_host,
+                "owner_pid": run.owner_pid,
+                "events": [event_record(e) for e in events],
+                "cells": [cell_record(c) for c in cells],
+            }
+        )
+        return 0
+    summary = run_summary(run)
+    for key in ("run_id", "status", "stop_reason", "model", "sub_model", "session"):
+        print(f"{key}: {summary[key]}")
+    print(f"created: {_when(run.created_at)}")
+    print(f"question: {run.question}")
+    print(f"answer: {run.answer}")
+    totals = run.totals
+    cost = "unknown" if totals.cost_usd is None else f"${totals.cost_usd:.4f}"
+    print(
+        f"totals: {totals.iterations} iterations, {totals.input_tokens:,} in / "
+        f"{totals.output_tokens:,} out tokens, {totals.sub_calls} sub-calls, cost {cost}"
+    )
+    print(f"events: {len(events)}; cells: {len(cells)}")
+    for cell in cells:
+        print(f"  {cell.artifact_id}  {cell.status:<9} {_one_line(cell.code, 60)}")
+    return 0
+
+
+def run_tree(args: argparse.Namespace) -> int:
+    with cli_store() as store:
+        store.mark_interrupted_runs()
+        require_run(store, args.run_id)
+        tree = store.run_tree(args.run_id)
+        if tree is None:  # deleted since the lookup above
+            raise UnknownRunError(args.run_id)
+        events = store.list_events(args.run_id)
+    root = build_tree(tree, events)
+    if args.json:
+        print_json(root.to_dict())
+    else:
+        print("\n".join(render_tree(root)))
+    return 0
+
+
+def run_export(args: argparse.Namespace) -> int:
+    with cli_store() as store:
+        require_run(store, args.run_id)
+        text = export_run(store, args.run_id, cast(str, args.fmt))
+    if args.output == "-":
+        sys.stdout.write(text)
+        return 0
+    path = Path(args.output).expanduser()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text, encoding="utf-8")
+    print(f"wrote {path} ({args.fmt})", file=sys.stderr)
+    return 0
+
+
+def _confirmed(run: Run) -> bool:
+    if not sys.stdin.isatty():
+        raise ConfigurationError(
+            f"refusing to delete run {run.run_id} without confirmation; pass --yes"
+        )
+    reply = input(f"delete run {run.run_id} ({_one_line(run.question, 50)})? [y/N] ")
+    return reply.strip().lower() in ("y", "yes")
+
+
+def run_delete(args: argparse.Namespace) -> int:
+    with cli_store() as store:
+        store.mark_interrupted_runs()
+        run = require_run(store, args.run_id)
+        if run.status == "running":
+            raise ConfigurationError(
+                f"run {run.run_id} is still running (pid {run.owner_pid} on {run.owner_host}); "
+                "stop it first, or wait until `rlm runs list` shows it interrupted"
+            )
+        if not args.yes and not _confirmed(run):
+            print("not deleted", file=sys.stderr)
+            return 1
+        deleted = store.delete_run(run.run_id)
+    if args.json:
+        print_json({"run_id": run.run_id, "deleted": deleted})
+    else:
+        print(f"deleted run {run.run_id}")
+    return 0
