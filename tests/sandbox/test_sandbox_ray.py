@@ -189,27 +189,25 @@ async def test_placement_options_and_no_inherited_secrets(
         await sandbox.close()
 
 
-async def _until_dead(actor: Any) -> None:
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        try:
-            await actor.environment_names.remote()
-        except ray.exceptions.RayActorError:
-            return
-        await asyncio.sleep(0.05)
-    pytest.fail("the killed Ray actor still answered after 30 s")
-
-
-async def test_a_lost_actor_is_a_dead_sandbox(box: RaySandbox) -> None:
-    relay = box._ray_relay  # pyright: ignore[reportPrivateUsage]
-    assert relay is not None
-    actor = relay._actor  # pyright: ignore[reportPrivateUsage]
-    ray.kill(actor)
-    # ray.kill only asks for the kill; a cell sent before the actor is gone still runs.
-    await _until_dead(actor)
-    result = await box.execute("print(1)", timeout_s=20)
-    assert result.status == "killed"
-    assert "Ray actor" in (result.error or "")
+async def test_a_lost_actor_is_a_dead_sandbox(ray_cluster: float, tmp_path: Path) -> None:
+    host = FakeHost()
+    host.delay_s = 120.0  # the cell below waits on the host until the actor is gone
+    box = RaySandbox(host, workdir_parent=str(tmp_path))
+    await box.start()
+    try:
+        relay = box._ray_relay  # pyright: ignore[reportPrivateUsage]
+        assert relay is not None
+        cell = asyncio.ensure_future(box.execute("print(llm_query('wait'))", timeout_s=120))
+        while not host.calls:  # the cell is running once its host call arrives
+            await asyncio.sleep(0.02)
+        ray.kill(relay._actor)  # pyright: ignore[reportPrivateUsage]
+        result = await cell
+        assert result.status == "killed"
+        assert "Ray actor" in (result.error or "")
+        with pytest.raises(SandboxDied, match="Ray actor"):
+            await box.execute("print(1)", timeout_s=20)
+    finally:
+        await box.close()
 
 
 def test_a_missing_ray_names_the_extra(monkeypatch: pytest.MonkeyPatch) -> None:
