@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from pathlib import Path
 
 from rlm_engine import RLM
 from rlm_engine.events import Event, ModelFallback
@@ -10,6 +11,8 @@ from rlm_engine.lm.scripted import ScriptedModel
 from rlm_engine.sim.config import SimConfig
 from rlm_engine.sim.policies import CallablePolicy
 from rlm_engine.sim.runner import SimServerThread
+from rlm_engine.store import open_store
+from rlm_engine.store.response_cache import StoreResponseCache
 from rlm_engine.types import Message, ModelSettings
 
 
@@ -99,3 +102,31 @@ def test_sampled_sub_calls_are_not_cached_by_default() -> None:
     with RLM(root, ScriptedModel(sub)) as rlm:
         rlm.run("question")
     assert len(calls) == 3
+
+
+def test_cached_replies_outlive_the_rlm_when_kept_in_the_store(tmp_path: Path) -> None:
+    calls: list[Sequence[Message]] = []
+
+    def sub(messages: Sequence[Message]) -> str:
+        calls.append(messages)
+        return f"echo {messages[-1].content}"
+
+    store = open_store(f"sqlite:///{tmp_path / 'rlm.db'}", tmp_path)
+    code = fence("print(llm_query_batched(['same'] * 3 + ['other']))")
+    try:
+        results = []
+        for _ in range(2):  # two processes' worth of RLMs sharing one store
+            with RLM(
+                turns(code, "FINAL(ok)"),
+                ScriptedModel(sub),
+                sub_settings=ModelSettings(temperature=0),
+                response_store=StoreResponseCache(store),
+            ) as rlm:
+                results.append(rlm.run("question"))
+        stats = store.response_cache_stats()
+    finally:
+        store.close()
+    assert len(calls) == 2  # 'same' and 'other', once each, in the first run only
+    second = [n for n in results[1].tree.walk() if n.kind == "llm"]
+    assert len(second) == 4 and all(n.detail.get("from_cache") for n in second)
+    assert [(s.model, s.entries, s.hits) for s in stats] == [("scripted/default", 2, 2)]

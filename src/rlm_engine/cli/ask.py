@@ -60,6 +60,19 @@ def register(subparsers: Any) -> None:
         metavar="M",
         help="used in order when a model fails for good (repeatable; every role)",
     )
+    p.add_argument(
+        "--sub-temperature",
+        type=float,
+        metavar="T",
+        help="sampling temperature of sub-calls (default: the provider's)",
+    )
+    p.add_argument(
+        "--response-cache",
+        choices=["auto", "on", "off"],
+        default="auto",
+        help="reuse replies to identical sub-calls, kept in the store: "
+        "at temperature 0 only (default), always, or never",
+    )
     p.add_argument("--instructions", default="", help="house rules added to the root prompt")
     p.add_argument(
         "--plugin",
@@ -119,6 +132,8 @@ def run_settings_from_args(args: argparse.Namespace, settings: Settings) -> dict
         "max_seconds": args.max_seconds,
         "cell_timeout_s": args.cell_timeout,
         "output_mode": args.output_mode,
+        "sub_temperature": args.sub_temperature,
+        "response_cache": args.response_cache,
         "instructions": args.instructions or settings.instructions,
         "plugins": [*settings.plugins, *args.plugin],
         "no_default_plugins": args.no_default_plugins,
@@ -175,6 +190,7 @@ def run_ask(args: argparse.Namespace) -> int:
             on_event=listeners(run_id, sink, progress),
             memory=memory_for(store, args.session),
             persistent=bool(args.session),
+            store=store,
         )
         open_run(store, run_id, args.question, run_settings, args.session)
         result = run_and_record(

@@ -13,6 +13,7 @@ from rlm_engine.errors import ConfigurationError, RLMError
 COMMANDS: tuple[str, ...] = (
     "rlm_engine.cli.ask",
     "rlm_engine.cli.bench",
+    "rlm_engine.cli.cache",
     "rlm_engine.cli.demo",
     "rlm_engine.cli.memory",
     "rlm_engine.cli.models",

@@ -69,7 +69,11 @@ def run_resume(args: argparse.Namespace) -> int:
             progress(event)
 
         rlm = build_rlm(
-            run.settings, settings, on_event=on_event, memory=memory_for(store, run.session)
+            run.settings,
+            settings,
+            on_event=on_event,
+            memory=memory_for(store, run.session),
+            store=store,
         )
 
         result = run_and_record(

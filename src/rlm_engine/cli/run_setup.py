@@ -30,6 +30,7 @@ from rlm_engine.settings import Settings
 from rlm_engine.store.memory_mapping import StoreMemory
 from rlm_engine.store.protocol import Store
 from rlm_engine.store.records import MemoryScope, NewRun, RunTotals
+from rlm_engine.store.response_cache import StoreResponseCache
 from rlm_engine.types import Completion, Message, ModelSettings
 
 HEARTBEAT_S = 30.0
@@ -43,6 +44,7 @@ CONFIG_KEYS = (
     "max_seconds",
     "cell_timeout_s",
     "output_mode",
+    "response_cache",
 )
 
 
@@ -115,11 +117,17 @@ def build_rlm(
     memory: Any = None,
     persistent: bool = False,
     offline: bool = False,
+    store: Store | None = None,
 ) -> RLM:
-    """The RLM a run's stored settings describe."""
+    """The RLM a run's stored settings describe; with a ``store``, cached sub-call
+    replies are kept in it and shared between runs."""
     model = run_settings["model"]
     sub_model = run_settings.get("sub_model") or model
-    config = {k: run_settings[k] for k in CONFIG_KEYS if run_settings.get(k) is not None}
+    config: dict[str, Any] = {
+        k: run_settings[k] for k in CONFIG_KEYS if run_settings.get(k) is not None
+    }
+    if run_settings.get("sub_temperature") is not None:
+        config["sub_settings"] = ModelSettings(temperature=run_settings["sub_temperature"])
     fallbacks: list[str] = list(run_settings.get("fallback_models", []))
     if offline:
         model, sub_model = (
@@ -138,6 +146,7 @@ def build_rlm(
         memory=memory,
         persistent=persistent,
         on_event=on_event,
+        response_store=None if store is None or offline else StoreResponseCache(store),
         **config,
     )
 

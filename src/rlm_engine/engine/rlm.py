@@ -20,7 +20,7 @@ from rlm_engine.engine.tree import CallNode
 from rlm_engine.errors import BudgetExceeded, ConfigurationError, RLMError, SandboxError
 from rlm_engine.events import ErrorEvent, Event, RunFinished, RunStarted
 from rlm_engine.lm.base import LanguageModel
-from rlm_engine.lm.cache import CachedModel, ResponseCache
+from rlm_engine.lm.cache import CachedModel, PersistentCache, ResponseCache
 from rlm_engine.lm.circuit import BreakerBoard
 from rlm_engine.lm.retry import RUN_RETRY_BUDGET, RetryBudget
 from rlm_engine.lm.routing import FallbackModel
@@ -79,7 +79,8 @@ class RLM:
     ``stream`` from async code. With ``persistent=True`` the REPL and history are kept
     between questions; call ``close()`` (or use ``with``) when done. ``isolation``:
     ``auto`` uses the best OS isolation available (warning loudly when there is none),
-    ``strict`` refuses to run without it, ``none`` opts out.
+    ``strict`` refuses to run without it, ``none`` opts out. ``response_store`` keeps
+    cached sub-call replies beyond this process (``StoreResponseCache(store)``).
     """
 
     def __init__(
@@ -100,6 +101,7 @@ class RLM:
         sandbox_factory: SandboxFactory | None = None,
         env: Mapping[str, str] | None = None,
         on_event: EventListener | None = None,
+        response_store: PersistentCache | None = None,
         **settings: Any,
     ) -> None:
         try:
@@ -119,7 +121,7 @@ class RLM:
         self.digest_model = self._role_model(
             digest_model or sub_model or model, fallbacks["digest"]
         )
-        self.response_cache = ResponseCache()
+        self.response_cache = ResponseCache(persistent=response_store)
         self.sub_model: LanguageModel = CachedModel(
             sub, self.response_cache, self.config.response_cache
         )

@@ -1,4 +1,8 @@
-"""A response cache for identical calls: same model, messages and settings."""
+"""A response cache for identical calls: same model, messages and settings.
+
+In memory per RLM, and optionally backed by a `PersistentCache` (the store's, for runs the
+CLI records) so replies outlive the process and are shared by every process on the store.
+"""
 
 from __future__ import annotations
 
@@ -8,7 +12,7 @@ import hashlib
 import json
 from collections import OrderedDict
 from collections.abc import Sequence
-from typing import Literal
+from typing import Literal, Protocol
 
 from rlm_engine.lm.base import LanguageModel
 from rlm_engine.lm.lifecycle import aclose_model
@@ -27,14 +31,32 @@ def cache_key(model: str, messages: Sequence[Message], settings: ModelSettings |
     return hashlib.sha256(json.dumps(payload, ensure_ascii=False).encode()).hexdigest()
 
 
-class ResponseCache:
-    """An in-memory LRU of completions by key."""
+class PersistentCache(Protocol):
+    """Where cached replies outlive the process. Best effort: a backing that cannot be
+    reached answers ``None`` and drops saves rather than failing the call."""
 
-    def __init__(self, max_entries: int = 10_000) -> None:
+    async def load(self, key: str) -> Completion | None:
+        """The reply cached under ``key``, or None."""
+        ...
+
+    async def save(self, key: str, model: str, completion: Completion) -> None:
+        """Keep ``completion``, the reply of ``model`` under ``key``."""
+        ...
+
+
+class ResponseCache:
+    """An in-memory LRU of completions by key, in front of an optional persistent one."""
+
+    def __init__(
+        self, max_entries: int = 10_000, persistent: PersistentCache | None = None
+    ) -> None:
         self.max_entries = max_entries
+        self.persistent = persistent
         self._entries: OrderedDict[str, Completion] = OrderedDict()
         self.hits = 0
         self.misses = 0
+        """Memory misses; those found in the persistent cache are also ``persistent_hits``."""
+        self.persistent_hits = 0
 
     def get(self, key: str) -> Completion | None:
         found = self._entries.get(key)
@@ -92,13 +114,15 @@ class CachedModel:
         if hit is None and key in self._in_flight:
             hit = await asyncio.shield(self._in_flight[key])
         if hit is not None:
-            return dataclasses.replace(
-                hit, usage=Usage(), cost_usd=0.0, latency_s=0.0, from_cache=True, fallbacks=()
-            )
+            return _as_hit(hit)
         future: asyncio.Future[Completion] = asyncio.get_running_loop().create_future()
         self._in_flight[key] = future
+        persistent = self.cache.persistent
         try:
-            completion = await self.inner.complete(messages, settings)
+            stored = None if persistent is None else await persistent.load(key)
+            completion = (
+                stored if stored is not None else await self.inner.complete(messages, settings)
+            )
         except asyncio.CancelledError:
             future.cancel()
             raise
@@ -110,4 +134,16 @@ class CachedModel:
             self._in_flight.pop(key, None)
         future.set_result(completion)
         self.cache.put(key, completion)
+        if stored is not None:
+            self.cache.persistent_hits += 1
+            return _as_hit(stored)
+        if persistent is not None:
+            await persistent.save(key, self.inner.name, completion)
         return completion
+
+
+def _as_hit(completion: Completion) -> Completion:
+    """A cached reply as the caller sees it: free, instant, marked as from the cache."""
+    return dataclasses.replace(
+        completion, usage=Usage(), cost_usd=0.0, latency_s=0.0, from_cache=True, fallbacks=()
+    )

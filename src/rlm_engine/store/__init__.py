@@ -1,5 +1,6 @@
 """Durable storage: runs, call trees, cells (the artifact registry), events, sessions, memory,
-contexts and blobs. SQLite under RLM_HOME by default, Postgres via RLM_STORE_URL.
+contexts, the response cache and blobs. SQLite under RLM_HOME by default, Postgres via
+RLM_STORE_URL.
 
 Open one with `open_store(settings.store_url, settings.home)`; program against `Store`.
 """
@@ -24,6 +25,8 @@ from rlm_engine.store.records import (
     TERMINAL_CELL_STATUSES,
     TERMINAL_NODE_STATUSES,
     TERMINAL_RUN_STATUSES,
+    CachedResponse,
+    CacheStats,
     Cell,
     CellKey,
     CellStart,
@@ -54,6 +57,8 @@ __all__ = [
     "TERMINAL_RUN_STATUSES",
     "BlobNotFoundError",
     "BlobStore",
+    "CacheStats",
+    "CachedResponse",
     "Cell",
     "CellKey",
     "CellStart",

@@ -30,6 +30,8 @@ from typing import Any, Literal, Protocol, runtime_checkable
 from rlm_engine.events import Event
 from rlm_engine.store.blobs import BlobStore
 from rlm_engine.store.records import (
+    CachedResponse,
+    CacheStats,
     Cell,
     CellKey,
     CellStart,
@@ -269,4 +271,25 @@ class Store(Protocol):
 
     def get_context(self, content_hash: str) -> ContextRecord | None:
         """A registered context, or None."""
+        ...
+
+    # -- response cache -----------------------------------------------------------------
+
+    def get_cached_response(self, key: str) -> CachedResponse | None:
+        """The reply cached under `key` (counted as a hit), or None."""
+        ...
+
+    def put_cached_response(self, entry: CachedResponse) -> None:
+        """Cache a reply; if `entry.key` is cached already, the first reply stands."""
+        ...
+
+    def response_cache_stats(self) -> list[CacheStats]:
+        """Entries and hits per model, by model name."""
+        ...
+
+    def clear_response_cache(
+        self, *, model: str | None = None, unused_for_s: float | None = None
+    ) -> int:
+        """Forget cached replies (only `model`'s, only those unused for `unused_for_s`
+        seconds); returns how many."""
         ...

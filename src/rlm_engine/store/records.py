@@ -252,6 +252,30 @@ class MemoryItem:
 
 
 @dataclass(frozen=True, slots=True)
+class CachedResponse:
+    """A model reply kept for identical later calls, by the key `lm.cache.cache_key` gives.
+
+    Only what a cache hit returns is kept: a hit costs nothing, so usage is not."""
+
+    key: str
+    model: str
+    text: str
+    finish_reason: str | None = None
+    provider: str = ""
+    created_at: float = 0.0
+    hits: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class CacheStats:
+    """Persistent response-cache entries and hits for one model."""
+
+    model: str
+    entries: int
+    hits: int
+
+
+@dataclass(frozen=True, slots=True)
 class ContextRecord:
     """A loaded context, identified by the sha256 of its content."""
 

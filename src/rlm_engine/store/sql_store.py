@@ -8,11 +8,13 @@ from typing import Any, Literal
 from sqlalchemy import Engine
 
 from rlm_engine.events import Event
-from rlm_engine.store import sql_events, sql_journal, sql_runs, sql_sessions
+from rlm_engine.store import sql_cache, sql_events, sql_journal, sql_runs, sql_sessions
 from rlm_engine.store.blobs import BlobStore
 from rlm_engine.store.connect import display_url
 from rlm_engine.store.protocol import Store
 from rlm_engine.store.records import (
+    CachedResponse,
+    CacheStats,
     Cell,
     CellKey,
     CellStart,
@@ -224,3 +226,19 @@ class SqlStore(Store):
 
     def get_context(self, content_hash: str) -> ContextRecord | None:
         return sql_sessions.get_context(self._db, content_hash)
+
+    # response cache
+
+    def get_cached_response(self, key: str) -> CachedResponse | None:
+        return sql_cache.get_cached_response(self._db, key)
+
+    def put_cached_response(self, entry: CachedResponse) -> None:
+        sql_cache.put_cached_response(self._db, entry)
+
+    def response_cache_stats(self) -> list[CacheStats]:
+        return sql_cache.response_cache_stats(self._db)
+
+    def clear_response_cache(
+        self, *, model: str | None = None, unused_for_s: float | None = None
+    ) -> int:
+        return sql_cache.clear_response_cache(self._db, model=model, unused_for_s=unused_for_s)

@@ -163,3 +163,17 @@ contexts = Table(
     Column("meta", JSON, nullable=False),
     Column("created_at", Double, nullable=False),
 )
+
+response_cache = Table(
+    "response_cache",
+    metadata,
+    Column("key", String(64), primary_key=True),
+    Column("model", String(200), nullable=False),
+    Column("text", Text, nullable=False),
+    Column("finish_reason", String(50)),
+    Column("provider", String(100), nullable=False),
+    Column("hits", Integer, nullable=False),
+    Column("created_at", Double, nullable=False),
+    Column("used_at", Double, nullable=False),
+    Index("ix_response_cache_model", "model"),
+)
