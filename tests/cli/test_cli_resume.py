@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import getpass
 import json
 import os
 import signal
@@ -15,6 +16,7 @@ from rlm_engine.sim.config import SimConfig
 from rlm_engine.sim.policies import CallablePolicy, message_text
 from rlm_engine.sim.runner import SimServerThread
 from rlm_engine.store.factory import open_store
+from rlm_engine.store.records import MemoryScope
 
 # The first attempt hangs in the cell after its sub-call; host-side memory (which outlives
 # the process) tells the resumed attempt not to. Nothing the cell prints depends on it.
@@ -66,35 +68,47 @@ def crash_policy(messages: list[dict[str, Any]]) -> str:
     return [SLOW_CELL, "```repl\nFINAL(a)\n```"][min(turn(messages), 1)]
 
 
+def ask_and_kill_in_the_cell(ctx: Path, env: dict[str, str], home: Path) -> None:
+    """Start `rlm ask` and SIGKILL it while SLOW_CELL sleeps, its sub-call journaled."""
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "rlm_engine.cli.main",
+            "ask",
+            "What is six times seven?",
+            "--context",
+            str(ctx),
+            "--model",
+            "openai/m",
+            "--json",
+        ],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    # The cell sets `attempted` in the stored memory after its sub-call came back, and
+    # the host journals a sub-call before the cell sees its answer.
+    scope = MemoryScope.user(getpass.getuser())
+    store = open_store(None, home)
+    try:
+        deadline = time.monotonic() + 90
+        while store.memory_get(scope, "attempted") is None:
+            assert proc.poll() is None, proc.communicate()[1].decode()
+            assert time.monotonic() < deadline, "the run never reached its sleep"
+            time.sleep(0.05)
+    finally:
+        store.close()
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait(timeout=10)
+
+
 def test_kill_9_during_a_cell_then_resume_repeats_no_answered_request(tmp_path: Path) -> None:
     ctx = tmp_path / "ctx.txt"
     ctx.write_text("a small context")
     with SimServerThread(SimConfig(), CallablePolicy(crash_policy)) as sim:
         env = cli_env(tmp_path, sim.url)
-        proc = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "rlm_engine.cli.main",
-                "ask",
-                "What is six times seven?",
-                "--context",
-                str(ctx),
-                "--model",
-                "openai/m",
-                "--json",
-            ],
-            env=env,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-        )
-        deadline = time.monotonic() + 60
-        while len(sim.requests) < 2 and time.monotonic() < deadline:
-            time.sleep(0.05)
-        assert len(sim.requests) == 2, "the run never reached its sub-call"
-        time.sleep(1.0)  # the cell is now sleeping, its sub-call answered and journaled
-        os.kill(proc.pid, signal.SIGKILL)
-        proc.wait(timeout=10)
+        ask_and_kill_in_the_cell(ctx, env, tmp_path / "home")
         before = [(r.model, message_text(r.messages[-1])) for r in sim.requests]
 
         listing = cli(["runs", "list", "--json"], env)
@@ -120,25 +134,57 @@ def test_kill_9_during_a_cell_then_resume_repeats_no_answered_request(tmp_path: 
         store.close()
 
 
+def pinned_policy(messages: list[dict[str, Any]]) -> str:
+    if not is_root(messages):
+        return "forty-two"
+    seen = SLOW_CELL.replace("```repl\n", "```repl\nseen = context\n", 1)
+    return [seen, "```repl\nFINAL(seen)\n```"][min(turn(messages), 1)]
+
+
+def test_resume_and_export_see_the_context_as_it_was_when_the_run_began(
+    tmp_path: Path,
+) -> None:
+    ctx = tmp_path / "ctx.txt"
+    ctx.write_text("the original context")
+    with SimServerThread(SimConfig(), CallablePolicy(pinned_policy)) as sim:
+        env = cli_env(tmp_path, sim.url)
+        ask_and_kill_in_the_cell(ctx, env, tmp_path / "home")
+        ctx.write_text("edited after the crash")
+        run_id = json.loads(cli(["runs", "list", "--json"], env).stdout)[0]["run_id"]
+        resumed = cli(["runs", "resume", run_id, "--json"], env)
+    assert resumed.returncode == 0, resumed.stderr
+    assert json.loads(resumed.stdout)["answer"] == "the original context"
+    ctx.unlink()
+    notebook = tmp_path / "run.ipynb"
+    exported = cli(["runs", "export", run_id, "--format", "ipynb", "-o", str(notebook)], env)
+    assert exported.returncode == 0, exported.stderr
+    assert "the original context" in notebook.read_text()
+
+
 def test_replay_runs_offline_with_no_model_requests(tmp_path: Path) -> None:
     def policy(messages: list[dict[str, Any]]) -> str:
         if not is_root(messages):
             return "sub-answer"
         return [
-            "```repl\nx = llm_query_batched(['a', 'b'])\nprint(x)\n```",
+            "```repl\nx = llm_query_batched(['a', 'b']) + [context]\nprint(x)\n```",
             "```repl\nFINAL(' & '.join(x))\n```",
         ][min(turn(messages), 1)]
 
+    ctx = tmp_path / "ctx.txt"
+    ctx.write_text("ctx")
+    ask = ["ask", "q", "--context", str(ctx), "--model", "openai/m", "--json"]
     with SimServerThread(SimConfig(), CallablePolicy(policy)) as sim:
         env = cli_env(tmp_path, sim.url)
-        first = json.loads(cli(["ask", "q", "--model", "openai/m", "--json"], env).stdout)
+        first = json.loads(cli(ask, env).stdout)
         url = sim.url
-    # The simulator is gone: any model request would fail.
+    # The simulator is gone: any model request would fail. The context file is gone too:
+    # the replay reads the copy pinned in the store.
+    ctx.unlink()
     env = cli_env(tmp_path, url)
     replay = cli(["replay", first["run_id"], "--json"], env)
     assert replay.returncode == 0, replay.stderr
     again = json.loads(replay.stdout)
-    assert again["answer"] == first["answer"] == "sub-answer & sub-answer"
+    assert again["answer"] == first["answer"] == "sub-answer & sub-answer & ctx"
 
 
 def test_a_session_keeps_its_repl_state_and_memory_across_processes(tmp_path: Path) -> None:

@@ -10,9 +10,10 @@ from rlm_engine.cli.progress import Progress
 from rlm_engine.cli.run_setup import (
     StoreEventSink,
     build_rlm,
-    context_of,
+    context_scratch,
     memory_for,
     run_and_record,
+    run_context,
 )
 from rlm_engine.engine.journal_store import StoreJournal
 from rlm_engine.engine.result import RunResult
@@ -50,44 +51,45 @@ def run_resume(args: argparse.Namespace) -> int:
 
     settings = Settings.from_env()
     store = open_store(settings.store_url, settings.home)
-    try:
-        store.mark_interrupted_runs()
-        existing = store.get_run(args.run_id)
-        if existing is None:
-            raise ConfigurationError(
-                f"no run {args.run_id!r}; `rlm runs list` shows the recorded runs"
-            )
+    with context_scratch() as scratch:
         try:
-            run = store.claim_run(args.run_id)
-        except RunNotResumableError as exc:
-            raise ConfigurationError(str(exc)) from exc
-        sink = StoreEventSink(store)
-        progress = Progress(verbose=args.verbose)
+            store.mark_interrupted_runs()
+            existing = store.get_run(args.run_id)
+            if existing is None:
+                raise ConfigurationError(
+                    f"no run {args.run_id!r}; `rlm runs list` shows the recorded runs"
+                )
+            try:
+                run = store.claim_run(args.run_id)
+            except RunNotResumableError as exc:
+                raise ConfigurationError(str(exc)) from exc
+            sink = StoreEventSink(store)
+            progress = Progress(verbose=args.verbose)
 
-        def on_event(event: Event) -> None:
-            sink(event)
-            progress(event)
+            def on_event(event: Event) -> None:
+                sink(event)
+                progress(event)
 
-        rlm = build_rlm(
-            run.settings,
-            settings,
-            on_event=on_event,
-            memory=memory_for(store, run.session),
-            store=store,
-        )
+            rlm = build_rlm(
+                run.settings,
+                settings,
+                on_event=on_event,
+                memory=memory_for(store, run.session),
+                store=store,
+            )
 
-        result = run_and_record(
-            rlm,
-            store,
-            sink,
-            progress,
-            run_id=run.run_id,
-            question=run.question,
-            context=context_of(run.settings),
-            journal=StoreJournal(store, run.run_id),
-        )
-    finally:
-        store.close()
+            result = run_and_record(
+                rlm,
+                store,
+                sink,
+                progress,
+                run_id=run.run_id,
+                question=run.question,
+                context=run_context(store, run, scratch),
+                journal=StoreJournal(store, run.run_id),
+            )
+        finally:
+            store.close()
     print_result(result, args.json)
     return 1 if result.stop_reason == "error" else 0
 
@@ -97,28 +99,29 @@ def run_replay(args: argparse.Namespace) -> int:
 
     settings = Settings.from_env()
     store = open_store(settings.store_url, settings.home)
-    try:
-        run = store.get_run(args.run_id)
-        if run is None:
-            raise ConfigurationError(
-                f"no run {args.run_id!r}; `rlm runs list` shows the recorded runs"
-            )
-        progress = Progress(verbose=args.verbose)
-        # Offline: stand-in models that refuse, a read-only journal, throwaway memory.
-        rlm = build_rlm(run.settings, settings, on_event=progress, memory={}, offline=True)
-
-        async def replay() -> RunResult:
-            try:
-                journal = StoreJournal(store, run.run_id, read_only=True)
-                return await rlm.arun(
-                    run.question, context_of(run.settings), run_id=run.run_id, journal=journal
+    with context_scratch() as scratch:
+        try:
+            run = store.get_run(args.run_id)
+            if run is None:
+                raise ConfigurationError(
+                    f"no run {args.run_id!r}; `rlm runs list` shows the recorded runs"
                 )
-            finally:
-                await rlm.aclose()
+            progress = Progress(verbose=args.verbose)
+            # Offline: stand-in models that refuse, a read-only journal, throwaway memory.
+            rlm = build_rlm(run.settings, settings, on_event=progress, memory={}, offline=True)
 
-        with progress:
-            result = asyncio.run(replay())
-    finally:
-        store.close()
+            context = run_context(store, run, scratch)
+
+            async def replay() -> RunResult:
+                try:
+                    journal = StoreJournal(store, run.run_id, read_only=True)
+                    return await rlm.arun(run.question, context, run_id=run.run_id, journal=journal)
+                finally:
+                    await rlm.aclose()
+
+            with progress:
+                result = asyncio.run(replay())
+        finally:
+            store.close()
     print_result(result, args.json)
     return 1 if result.stop_reason == "error" else 0

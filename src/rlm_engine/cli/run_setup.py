@@ -10,8 +10,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import getpass
+import tempfile
 import uuid
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Generator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -28,8 +29,9 @@ from rlm_engine.plugins.defaults import default_plugins
 from rlm_engine.sandbox.base import ContextValue
 from rlm_engine.settings import Settings
 from rlm_engine.store.memory_mapping import StoreMemory
+from rlm_engine.store.pinned_context import pin_context, restore_context
 from rlm_engine.store.protocol import Store
-from rlm_engine.store.records import MemoryScope, NewRun, RunTotals
+from rlm_engine.store.records import MemoryScope, NewRun, Run, RunTotals
 from rlm_engine.store.response_cache import StoreResponseCache
 from rlm_engine.types import Completion, Message, ModelSettings
 
@@ -64,13 +66,33 @@ def context_paths(raw: Sequence[str]) -> list[str]:
 
 
 def context_of(run_settings: Mapping[str, Any]) -> ContextValue:
+    """The context as given to ``rlm ask`` (the paths it names, as they are now)."""
     paths = [Path(p) for p in run_settings.get("context", [])]
     for path in paths:
         if not path.exists():
             raise ContextError(f"the run's context {str(path)!r} is gone; restore it to go on")
+    return _as_value(paths)
+
+
+def _as_value(paths: Sequence[Path]) -> ContextValue:
     if not paths:
         return None
-    return paths[0] if len(paths) == 1 else paths
+    return paths[0] if len(paths) == 1 else list(paths)
+
+
+@contextlib.contextmanager
+def context_scratch() -> Generator[Path]:
+    """Where one command rebuilds pinned contexts; removed when it ends."""
+    with tempfile.TemporaryDirectory(prefix="rlm-context-") as name:
+        yield Path(name)
+
+
+def run_context(store: Store, run: Run, scratch: Path) -> ContextValue:
+    """A recorded run's context as it was: pinned copies where the files changed since
+    (rebuilt under ``scratch``); runs recorded before contexts were pinned use the paths."""
+    if run.context_hash is None:
+        return context_of(run.settings)
+    return _as_value(restore_context(store, run.context_hash, scratch))
 
 
 def plugins_for(run_settings: Mapping[str, Any], settings: Settings) -> list[Plugin]:
@@ -193,6 +215,9 @@ def open_run(
     run_settings: Mapping[str, Any],
     session: str | None,
 ) -> None:
+    """Record a new run, its context pinned in the store first (so resume never depends
+    on the files staying as they are)."""
+    pinned = pin_context(store, run_settings.get("context", []))
     store.create_run(
         NewRun(
             run_id=run_id,
@@ -201,6 +226,7 @@ def open_run(
             sub_model=run_settings.get("sub_model") or run_settings["model"],
             settings=dict(run_settings),
             session=session,
+            context_hash=None if pinned is None else pinned.content_hash,
         )
     )
 

@@ -1,10 +1,12 @@
 """The `context` line of an exported notebook: rebuilt from what the run recorded.
 
-`rlm ask` stores the absolute context paths in the run's settings (`"context"`); a run
-started from the library may instead have registered its context by content hash, with
-the body in the blob store. The notebook loads the value the way the REPL did (a text
-file as `str`, a `.json` file as its value, several files as a list of texts, a directory
-as a `Corpus`), embedding small values and referring to large ones by path.
+`rlm ask` stores the absolute context paths in the run's settings (`"context"`) and pins
+the files in the blob store, so a notebook of a run whose files changed or went away still
+loads what the run saw; a run started from the library may instead have registered its
+context by content hash, with the body in the blob store. The notebook loads the value the
+way the REPL did (a text file as `str`, a `.json` file as its value, several files as a
+list of texts, a directory as a `Corpus`), embedding small values and referring to large
+ones by path.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from pathlib import Path
 from typing import cast
 
 from rlm_engine.store.blobs import LocalBlobStore
+from rlm_engine.store.pinned_context import MANIFEST_KIND, pinned_entries, unchanged
 from rlm_engine.store.protocol import Store
 from rlm_engine.store.records import Run
 
@@ -70,7 +73,7 @@ def _registered_lines(store: Store, run: Run) -> list[str] | None:
     if run.context_hash is None:
         return None
     record = store.get_context(run.context_hash)
-    if record is None:
+    if record is None or record.kind == MANIFEST_KIND:
         return None
     if record.path is not None and Path(record.path).exists():
         return _path_lines([record.path])
@@ -87,8 +90,43 @@ def _registered_lines(store: Store, run: Run) -> list[str] | None:
     return None
 
 
+def _blob_expression(store: Store, ref: str, size: int, as_json: bool) -> str | None:
+    """An expression loading one pinned file (embedded when small)."""
+    if size <= INLINE_LIMIT:
+        text = store.blobs.get(ref).decode("utf-8", errors="replace")
+        return f"json.loads({text!r})" if as_json else repr(text)
+    if not isinstance(store.blobs, LocalBlobStore):
+        return None
+    read = f"_read_text({str(store.blobs.path(ref))!r})"
+    return f"json.loads({read})" if as_json else read
+
+
+def _pinned_lines(store: Store, run: Run) -> list[str] | None:
+    """Lines for a context `rlm ask` pinned: the original paths while unchanged, else the
+    pinned copies (files only; a changed directory cannot be rebuilt in a notebook)."""
+    entries = None if run.context_hash is None else pinned_entries(store, run.context_hash)
+    if entries is None:
+        return None
+    if all(unchanged(e) for e in entries):
+        return _path_lines([e["source"] for e in entries])
+    if any(e["is_dir"] for e in entries):
+        return None
+    files = [f for e in entries for f in e["files"]]
+    # One .json file reaches the REPL as its value; several files as a list of texts.
+    as_json = len(files) == 1 and str(files[0]["name"]).lower().endswith(".json")
+    found = [_blob_expression(store, f["ref"], f["size"], as_json) for f in files]
+    if any(expr is None for expr in found):
+        return None
+    if len(found) == 1:
+        return [f"context = {found[0]}"]
+    return ["context = [", *(f"    {expr}," for expr in found), "]"]
+
+
 def context_lines(store: Store, run: Run) -> list[str]:
     """Python lines that define `context` in the notebook's first cell."""
+    pinned = _pinned_lines(store, run)
+    if pinned is not None:
+        return pinned
     paths = _settings_paths(run)
     if paths:
         missing = [p for p in paths if not Path(p).exists()]
