@@ -253,6 +253,33 @@ def test_delete(runs: list[str], capsys: pytest.CaptureFixture[str]) -> None:
     ]
 
 
+def test_gc_frees_blobs_no_run_refers_to(
+    store: SqlStore, capsys: pytest.CaptureFixture[str]
+) -> None:
+    orphan = store.blobs.put(b"left behind by a deleted run")
+    kept = cli_json(capsys, "runs", "gc", "--json")  # within the default hour of grace
+    assert kept["blobs_removed"] == 0 and store.blobs.exists(orphan)
+    freed = cli_json(capsys, "runs", "gc", "--grace-hours", "0", "--json")
+    assert freed["blobs_removed"] == 1 and freed["bytes_freed"] == 28
+    assert not store.blobs.exists(orphan)
+    assert main(["runs", "gc", "--grace-hours", "-1"]) == 2
+
+
+def test_a_reader_that_goes_away_ends_the_listing_quietly(store: SqlStore) -> None:
+    for i in range(200):  # about 200 KB of JSON: more than a pipe holds
+        store.create_run(NewRun(run_id=f"r{i}", question="q" * 1000))
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "rlm_engine.cli.main", "runs", "list", "--json", "--limit", "200"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    assert proc.stdout is not None and proc.stderr is not None
+    proc.stdout.read(10)
+    proc.stdout.close()  # like `| head -c 10`
+    assert proc.wait(timeout=60) == 141
+    assert proc.stderr.read() == b""
+
+
 def test_delete_without_yes_and_without_a_terminal_refuses(
     runs: list[str], capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -1,4 +1,5 @@
-"""``rlm runs``: list, inspect, export and delete the runs kept in the durable store.
+"""``rlm runs``: list, inspect, export and delete the runs kept in the durable store, and
+free the blobs deleted runs leave behind.
 
 ``resume`` is registered here too, from ``rlm_engine.cli.resume``.
 """
@@ -17,6 +18,7 @@ from rlm_engine.cli.store_access import UnknownRunError, cli_store, print_json, 
 from rlm_engine.errors import ConfigurationError
 from rlm_engine.store.export import EXPORT_FORMATS, cell_record, event_record, export_run
 from rlm_engine.store.export_tree import build_tree, render_tree
+from rlm_engine.store.gc import collect_garbage
 from rlm_engine.store.records import Run, RunStatus
 
 RUN_STATUSES: tuple[str, ...] = get_args(RunStatus)
@@ -51,11 +53,26 @@ def register(subparsers: Any) -> None:
     export.add_argument("-o", "--output", required=True, metavar="FILE", help="'-': stdout")
     export.set_defaults(handler=run_export)
 
-    delete = sub.add_parser("delete", help="delete a run with its journal and events")
+    delete = sub.add_parser(
+        "delete", help="delete a run with its journal and events (`rlm runs gc` frees blobs)"
+    )
     delete.add_argument("run_id")
     delete.add_argument("--yes", action="store_true", help="do not ask for confirmation")
     delete.add_argument("--json", action="store_true")
     delete.set_defaults(handler=run_delete)
+
+    gc = sub.add_parser(
+        "gc", help="free stored blobs and pinned contexts that no run refers to any more"
+    )
+    gc.add_argument(
+        "--grace-hours",
+        type=float,
+        default=1.0,
+        metavar="H",
+        help="keep anything stored in the last H hours (default 1: runs in flight)",
+    )
+    gc.add_argument("--json", action="store_true")
+    gc.set_defaults(handler=run_gc)
 
     register_resume(sub)
 
@@ -205,4 +222,20 @@ def run_delete(args: argparse.Namespace) -> int:
         print_json({"run_id": run.run_id, "deleted": deleted})
     else:
         print(f"deleted run {run.run_id}")
+    return 0
+
+
+def run_gc(args: argparse.Namespace) -> int:
+    hours: float = args.grace_hours
+    if hours < 0:
+        raise ConfigurationError("--grace-hours must not be negative")
+    with cli_store() as store:
+        report = collect_garbage(store, grace_s=hours * 3600)
+    if args.json:
+        print_json(asdict(report))
+    else:
+        print(
+            f"removed {report.blobs_removed} blobs ({report.bytes_freed:,} bytes) and "
+            f"{report.contexts_removed} contexts; kept {report.blobs_kept} blobs"
+        )
     return 0

@@ -12,6 +12,7 @@ import os
 import re
 import tempfile
 from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO, Protocol, runtime_checkable
 
@@ -29,6 +30,15 @@ def sha256_bytes(data: bytes) -> str:
 def sha256_text(text: str) -> str:
     """The blob reference of `text` encoded as UTF-8."""
     return sha256_bytes(text.encode("utf-8"))
+
+
+@dataclass(frozen=True, slots=True)
+class BlobInfo:
+    """A stored blob: its reference, size, and when it was last written or re-stored."""
+
+    ref: str
+    size: int
+    touched_at: float
 
 
 @runtime_checkable
@@ -59,6 +69,10 @@ class BlobStore(Protocol):
         """Remove `ref` if present (used by garbage collection; blobs may be shared)."""
         ...
 
+    def list_blobs(self) -> Iterator[BlobInfo]:
+        """Every stored blob, in no particular order (for garbage collection)."""
+        ...
+
 
 def check_ref(ref: str) -> str:
     """Reject anything that is not a sha256 hex digest (it becomes part of a file path)."""
@@ -80,9 +94,18 @@ class LocalBlobStore(BlobStore):
 
     def put(self, data: bytes) -> str:
         ref = sha256_bytes(data)
-        if not self.path(ref).exists():
+        if not self._touch(ref):
             self._write(ref, [data])
         return ref
+
+    def _touch(self, ref: str) -> bool:
+        """Mark an existing blob as just stored (so garbage collection's grace period
+        covers its new user); False if it is not stored."""
+        try:
+            os.utime(self.path(ref))
+        except FileNotFoundError:
+            return False
+        return True
 
     def put_file(self, path: Path) -> str:
         digest = hashlib.sha256()
@@ -90,7 +113,7 @@ class LocalBlobStore(BlobStore):
             while chunk := src.read(_CHUNK):
                 digest.update(chunk)
         ref = digest.hexdigest()
-        if not self.path(ref).exists():
+        if not self._touch(ref):
             self._write(ref, _chunks(path))
         return ref
 
@@ -111,6 +134,16 @@ class LocalBlobStore(BlobStore):
 
     def delete(self, ref: str) -> None:
         self.path(ref).unlink(missing_ok=True)
+
+    def list_blobs(self) -> Iterator[BlobInfo]:
+        for path in self.root.glob("??/??/*"):
+            if not _REF.match(path.name):
+                continue  # a temp file of a write in progress
+            try:
+                stat = path.stat()
+            except FileNotFoundError:
+                continue  # deleted meanwhile
+            yield BlobInfo(path.name, stat.st_size, stat.st_mtime)
 
     def _write(self, ref: str, chunks: Iterable[bytes]) -> None:
         target = self.path(ref)

@@ -273,6 +273,19 @@ class Store(Protocol):
         """A registered context, or None."""
         ...
 
+    def list_contexts(self) -> list[ContextRecord]:
+        """Every registered context, oldest first."""
+        ...
+
+    def delete_unused_contexts(self, *, older_than_s: float) -> int:
+        """Forget contexts no run refers to, registered over `older_than_s` seconds ago;
+        returns how many (their blobs go with the next garbage collection)."""
+        ...
+
+    def blob_refs_in_use(self) -> set[str]:
+        """Blob references held by journal rows and registered contexts."""
+        ...
+
     # -- response cache -----------------------------------------------------------------
 
     def get_cached_response(self, key: str) -> CachedResponse | None:

@@ -1,4 +1,5 @@
-"""Sessions (optimistic concurrency), scoped memory and the context registry."""
+"""Sessions (optimistic concurrency), scoped memory, the context registry and what blobs
+the store still refers to."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from sqlalchemy import Connection, RowMapping, delete, select, update
 from rlm_engine.store.errors import ConcurrencyError, SessionNotFoundError
 from rlm_engine.store.records import ContextRecord, MemoryItem, MemoryScope, Session
 from rlm_engine.store.sql_base import SqlDb, upsert
-from rlm_engine.store.tables import contexts, memory, runs, sessions
+from rlm_engine.store.tables import cells, contexts, memory, nodes, runs, sessions
 
 
 def _session(row: RowMapping) -> Session:
@@ -163,3 +164,35 @@ def get_context(db: SqlDb, content_hash: str) -> ContextRecord | None:
     with db.read() as conn:
         row = conn.execute(query).mappings().first()
     return None if row is None else _context(row)
+
+
+def list_contexts(db: SqlDb) -> list[ContextRecord]:
+    with db.read() as conn:
+        rows = conn.execute(select(contexts).order_by(contexts.c.created_at)).mappings()
+        return [_context(row) for row in rows]
+
+
+def delete_unused_contexts(db: SqlDb, *, older_than_s: float) -> int:
+    used = select(runs.c.context_hash).where(runs.c.context_hash.is_not(None))
+    stmt = delete(contexts).where(
+        contexts.c.content_hash.not_in(used), contexts.c.created_at < db.now() - older_than_s
+    )
+    with db.write() as conn:
+        return conn.execute(stmt).rowcount
+
+
+def blob_refs_in_use(db: SqlDb) -> set[str]:
+    """Blob references held by journal rows and registered contexts (not what the blobs
+    themselves refer to, such as a pinned context's files)."""
+    columns = (
+        nodes.c.request_ref,
+        nodes.c.response_ref,
+        cells.c.output_ref,
+        contexts.c.blob_ref,
+    )
+    refs: set[str] = set()
+    with db.read() as conn:
+        for column in columns:
+            query = select(column).where(column.is_not(None)).distinct()
+            refs.update(conn.execute(query).scalars())
+    return refs

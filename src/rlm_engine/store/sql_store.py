@@ -227,6 +227,15 @@ class SqlStore(Store):
     def get_context(self, content_hash: str) -> ContextRecord | None:
         return sql_sessions.get_context(self._db, content_hash)
 
+    def list_contexts(self) -> list[ContextRecord]:
+        return sql_sessions.list_contexts(self._db)
+
+    def delete_unused_contexts(self, *, older_than_s: float) -> int:
+        return sql_sessions.delete_unused_contexts(self._db, older_than_s=older_than_s)
+
+    def blob_refs_in_use(self) -> set[str]:
+        return sql_sessions.blob_refs_in_use(self._db)
+
     # response cache
 
     def get_cached_response(self, key: str) -> CachedResponse | None:
