@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Sequence
+
+import pytest
 
 from rlm_engine import RLM
 from rlm_engine.engine.journal import MemoryJournal, RecordedCell
+from rlm_engine.events import CellFinished, Event
 from rlm_engine.lm.scripted import ScriptedModel
 from rlm_engine.types import Message
 
@@ -106,3 +110,42 @@ def test_randomness_in_the_repl_replays_identically() -> None:
     first = run(RLM(root()), journal)
     replay = run(RLM(refusing("root")), journal, first.run_id)
     assert replay.stop_reason == "final", replay.stop_detail
+
+
+CLOCK_CELL = (
+    "```repl\n"
+    "import time, datetime\n"
+    "t0 = time.time()\n"
+    "time.sleep(0.05)\n"
+    "print(t0, time.time_ns(), datetime.datetime.now(), datetime.date.today(),\n"
+    "      datetime.datetime.now(datetime.timezone.utc).isoformat(), time.time() - t0)\n"
+    "```"
+)
+
+
+def test_the_time_read_in_the_repl_replays_identically() -> None:
+    turns = [CLOCK_CELL, CLOCK_CELL, "FINAL(done)"]
+
+    def root() -> ScriptedModel:
+        return ScriptedModel(lambda m: turns[min(sum(x.role == "assistant" for x in m), 2)])
+
+    def outputs_of(events: list[Event]) -> list[str]:
+        return [e.output for e in events if isinstance(e, CellFinished)]
+
+    journal = MemoryJournal()
+    seen: list[Event] = []
+    first = run(RLM(root(), on_event=seen.append), journal)
+    assert first.stop_reason == "final", first.stop_detail
+    clocks = [cell.clock for cell in journal.cells.values()]
+    assert len(clocks) == 2 and clocks[0] is not None and clocks[1] is not None
+    t0, t0_ns, *_, elapsed = outputs_of(seen)[0].split()
+    assert float(t0) == pytest.approx(clocks[0] + 1e-6, abs=1e-6)
+    assert int(t0_ns) == round(clocks[0] * 1e9) + 50_000_000 + 2_000  # after the sleep
+    # sleeping moves the clock on; reads move it by a microsecond each, computing not at all
+    assert float(elapsed) == pytest.approx(0.05 + 5e-6, abs=1e-7)
+
+    time.sleep(0.05)  # the replay runs at a later real time
+    again: list[Event] = []
+    replay = run(RLM(refusing("root"), on_event=again.append), journal, first.run_id)
+    assert replay.stop_reason == "final", replay.stop_detail
+    assert outputs_of(again) == outputs_of(seen)

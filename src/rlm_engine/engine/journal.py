@@ -7,14 +7,17 @@ same cells, and the same cells ask for the same sub-calls in the same order. So 
 simply runs the loop again from the start: journaled calls are answered from the journal
 (no model is called twice), journaled cells re-run in a fresh REPL and must reproduce
 their recorded output, and the first call the journal does not hold goes to the model.
+Each cell's REPL clock starts at a journaled time, and ``random`` is seeded from the run,
+so cells reading the time or drawing random numbers replay the same way.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Protocol
 
 from rlm_engine.engine.tree import CallNode
@@ -54,6 +57,8 @@ class RecordedCell:
     code_hash: str
     output_hash: str | None
     """``None`` while the cell was executing when the run stopped."""
+    clock: float | None = None
+    """Wall-clock start the REPL's clock was given (``None`` in older journals)."""
 
 
 class Journal(Protocol):
@@ -68,7 +73,13 @@ class Journal(Protocol):
     async def recorded_cell(self, node_id: str) -> RecordedCell | None: ...
 
     async def begin_cell(
-        self, node_id: str, iteration: int, index: int, code: str, instruction: str | None
+        self,
+        node_id: str,
+        iteration: int,
+        index: int,
+        code: str,
+        instruction: str | None,
+        clock: float,
     ) -> None: ...
 
     async def finish_cell(self, node_id: str, result: CellResult, output_hash: str) -> None: ...
@@ -129,29 +140,41 @@ class MemoryJournal:
         return self.cells.get(node_id)
 
     async def begin_cell(
-        self, node_id: str, iteration: int, index: int, code: str, instruction: str | None
+        self,
+        node_id: str,
+        iteration: int,
+        index: int,
+        code: str,
+        instruction: str | None,
+        clock: float,
     ) -> None:
-        self.cells.setdefault(node_id, RecordedCell(digest(code), None))
+        self.cells.setdefault(node_id, RecordedCell(digest(code), None, clock))
 
     async def finish_cell(self, node_id: str, result: CellResult, output_hash: str) -> None:
         previous = self.cells.get(node_id)
-        code_hash = previous.code_hash if previous is not None else ""
-        self.cells[node_id] = RecordedCell(code_hash, output_hash)
+        if previous is None:
+            previous = RecordedCell("", None)
+        self.cells[node_id] = replace(previous, output_hash=output_hash)
 
 
 async def journal_cell_start(
     journal: Journal | None, node: CallNode, info: CellInfo, code: str
-) -> RecordedCell | None:
+) -> tuple[RecordedCell | None, float | None]:
     """Record a cell as executing (durably, before it runs), or check it against the
-    journal when it is being replayed."""
+    journal when it is being replayed. Also returns the start the REPL's clock gets for
+    this cell: now on its first run, the journaled one on replay (None without a journal)."""
     if journal is None:
-        return None
+        return None, None
     recorded = await journal.recorded_cell(node.id)
     if recorded is None:
-        await journal.begin_cell(node.id, info.iteration, info.cell_index, code, info.instruction)
-    elif recorded.code_hash != digest(code):
+        clock = time.time()
+        await journal.begin_cell(
+            node.id, info.iteration, info.cell_index, code, info.instruction, clock
+        )
+        return None, clock
+    if recorded.code_hash != digest(code):
         raise NondeterminismError(f"replay diverged at {node.id}: the cell's code differs")
-    return recorded
+    return recorded, recorded.clock if recorded.clock is not None else time.time()
 
 
 async def journal_cell_end(

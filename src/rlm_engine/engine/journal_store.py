@@ -92,14 +92,27 @@ class StoreJournal:
         self._cell_keys[node_id] = cell.key
         finished = cell.status in TERMINAL_CELL_STATUSES
         produced = cell.meta.get("engine_output_hash") if finished else None
-        return RecordedCell(digest(cell.code), produced if isinstance(produced, str) else None)
+        clock = cell.meta.get("clock")
+        return RecordedCell(
+            digest(cell.code),
+            produced if isinstance(produced, str) else None,
+            float(clock) if isinstance(clock, int | float) else None,
+        )
 
     async def begin_cell(
-        self, node_id: str, iteration: int, index: int, code: str, instruction: str | None
+        self,
+        node_id: str,
+        iteration: int,
+        index: int,
+        code: str,
+        instruction: str | None,
+        clock: float,
     ) -> None:
         if self.read_only:
             raise ReplayExhausted(f"the journal has no cell {node_id}; nothing to replay there")
-        start = CellStart(self.run_id, node_id, iteration, index, code, instruction)
+        start = CellStart(
+            self.run_id, node_id, iteration, index, code, instruction, meta={"clock": clock}
+        )
         self._cell_keys[node_id] = start.key
         await asyncio.to_thread(self.store.begin_cell, start)
 

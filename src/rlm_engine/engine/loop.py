@@ -98,6 +98,13 @@ def _error_signature(result: CellResult) -> str | None:
     return lines[-1] if lines else result.status
 
 
+async def _setup(sandbox: Sandbox, code: str, what: str) -> None:
+    """Run engine code in the REPL that the root never sees."""
+    result = await sandbox.execute(code, timeout_s=10.0)
+    if result.status != "ok":
+        raise SandboxError(f"could not {what} the REPL: {result.error}")
+
+
 class RunLoop:
     """Drives one run: the root model writes code, the sandbox runs it, until a stop."""
 
@@ -119,7 +126,7 @@ class RunLoop:
         self._cell_node = node
         self._repeats = _Repeats()
         # (cell node id, code) of every cell that ran to an end, for restoring after a kill.
-        self._executed: list[tuple[str, str]] = []
+        self._executed: list[tuple[str, str, float | None]] = []
         self._nudged_stagnation = False
         self.broker = Broker(
             state, depth=depth, spawn_child=self._spawn_child, current_node=lambda: self._cell_node
@@ -169,12 +176,17 @@ class RunLoop:
 
     async def _seed_randomness(self, sandbox: Sandbox) -> None:
         """A journaled run seeds the REPL's ``random`` from its run and node ids, so a
-        replay draws the same numbers (time and hash order of sets are not stable)."""
+        replay draws the same numbers (``hash()`` order of sets is not stable)."""
         seed = int(digest(self.state.run_id, self.node.id)[:15], 16)
-        code = f"import random as _r\n_r.seed({seed})\ndel _r"
-        result = await sandbox.execute(code, timeout_s=10.0)
-        if result.status != "ok":
-            raise SandboxError(f"could not seed the REPL: {result.error}")
+        await _setup(sandbox, f"import random as _r\n_r.seed({seed})\ndel _r", "seed")
+
+    async def _start_clock(self, sandbox: Sandbox, clock: float | None) -> None:
+        """Start the REPL's replay-stable clock at the cell's journaled time
+        (``sandbox.worker_clock``); without a journal the REPL keeps the real clock."""
+        if clock is None:
+            return
+        code = f"import rlm_engine.sandbox.worker_clock as _c\n_c.start({clock!r})\ndel _c"
+        await _setup(sandbox, code, "set the clock of")
 
     async def _sandbox(self) -> Sandbox:
         sandbox = self.session.sandbox
@@ -376,8 +388,9 @@ class RunLoop:
                 instruction=cell.instruction,
             )
         )
-        recorded = await journal_cell_start(self.state.journal, node, info, verdict.code)
+        recorded, clock = await journal_cell_start(self.state.journal, node, info, verdict.code)
         sandbox = await self._sandbox()
+        await self._start_clock(sandbox, clock)
         result = await sandbox.execute(verdict.code, timeout_s=self._cell_timeout())
         await journal_cell_end(self.state.journal, node, result, recorded)
         self._cell_node = self.node
@@ -401,7 +414,7 @@ class RunLoop:
             restored = await self._restart(result)
             result = replace(result, error=_restart_note(restored, len(self._executed)))
         else:
-            self._executed.append((node.id, verdict.code))
+            self._executed.append((node.id, verdict.code, clock))
         return result
 
     async def _blocked(
@@ -434,9 +447,10 @@ class RunLoop:
             await self.session.sandbox.close()
         sandbox = await self._start_sandbox()
         restored = True
-        for node_id, code in self._executed:
+        for node_id, code, clock in self._executed:
             # A stand-in node with the original id: sub-calls get their original ids back.
             self._cell_node = CallNode(id=node_id, kind="cell")
+            await self._start_clock(sandbox, clock)
             replayed = await sandbox.execute(code, timeout_s=self._cell_timeout())
             restored = restored and replayed.status in ("ok", "error")
         self._cell_node = self.node

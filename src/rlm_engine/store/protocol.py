@@ -190,7 +190,8 @@ class Store(Protocol):
         error: str | None = None,
         meta: Mapping[str, Any] | None = None,
     ) -> Cell:
-        """Record a cell's full output (hashed; long output in the blob store). A blocked
+        """Record a cell's full output (hashed; long output in the blob store) and merge
+        `meta` into what `begin_cell` kept. A blocked
         cell is begun as "pending" and finished as "blocked" with the reason in `error`.
         Finishing again with the same status and output is a no-op."""
         ...

@@ -168,6 +168,8 @@ class CellStart:
     cell_index: int
     code: str
     instruction: str | None = None
+    meta: Mapping[str, Any] = field(default_factory=_json_map)
+    """Kept with the cell; what `finish_cell` adds is merged into it."""
 
     @property
     def key(self) -> CellKey:

@@ -282,7 +282,7 @@ def begin_cell(db: SqlDb, start: CellStart, status: CellStatus) -> Cell:
         "output_hash": None,
         "output_chars": None,
         "error": None,
-        "meta": {},
+        "meta": dict(start.meta),
         "created_at": now,
         "started_at": now if status == "executing" else None,
     }
@@ -320,12 +320,12 @@ def finish_cell(
         "error": error,
         "finished_at": db.now(),
     }
-    if meta is not None:
-        values["meta"] = dict(meta)
     with db.write() as conn:
         row = _cell_row(conn, key)
         if row is None:
             raise NotFoundError(f"cell {key.artifact_id} was never begun (call begin_cell first)")
+        if meta is not None:
+            values["meta"] = {**(row["meta"] or {}), **meta}
         if row["status"] in TERMINAL_CELL_STATUSES:
             if row["status"] == status and row["output_hash"] == output_hash:
                 return _to_cell(db, row)  # the same outcome journaled twice: idempotent
