@@ -88,3 +88,15 @@ def test_storing_an_existing_blob_again_restarts_its_grace_period(store: SqlStor
     assert store.blobs.put(b"reused") == ref
     assert collect_garbage(store, grace_s=3600).blobs_removed == 0
     assert store.blobs.exists(ref)
+
+
+def test_a_lost_manifest_does_not_stop_the_collection(store: SqlStore, tmp_path: Path) -> None:
+    ctx = tmp_path / "ctx.txt"
+    ctx.write_text("pinned")
+    pinned = pin_context(store, [ctx])
+    assert pinned is not None and pinned.blob_ref is not None
+    store.create_run(NewRun(run_id="r", question="q", context_hash=pinned.content_hash))
+    store.blobs.delete(pinned.blob_ref)
+    age(store, 7200)
+    report = collect_garbage(store, grace_s=3600)
+    assert report.blobs_removed == 1  # the file blob nothing can restore any more

@@ -125,7 +125,8 @@ class RunLoop:
         self.iterations = 0
         self._cell_node = node
         self._repeats = _Repeats()
-        # (cell node id, code) of every cell that ran to an end, for restoring after a kill.
+        # (cell node id, code, clock) of every cell that ran to an end, for restoring after a
+        # kill.
         self._executed: list[tuple[str, str, float | None]] = []
         self._nudged_stagnation = False
         self.broker = Broker(

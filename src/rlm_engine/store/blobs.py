@@ -105,6 +105,8 @@ class LocalBlobStore(BlobStore):
             os.utime(self.path(ref))
         except FileNotFoundError:
             return False
+        except PermissionError:
+            pass  # another user's blob: it is stored, and collecting it is theirs to do
         return True
 
     def put_file(self, path: Path) -> str:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 
+from rlm_engine.store.errors import StoreError
 from rlm_engine.store.pinned_context import MANIFEST_KIND, pinned_entries
 from rlm_engine.store.protocol import Store
 
@@ -32,9 +33,13 @@ def collect_garbage(store: Store, *, grace_s: float = DEFAULT_GRACE_S) -> GcRepo
     contexts_removed = store.delete_unused_contexts(older_than_s=grace_s)
     in_use = store.blob_refs_in_use()
     for record in store.list_contexts():
-        if record.kind == MANIFEST_KIND:
+        if record.kind != MANIFEST_KIND:
+            continue
+        try:
             entries = pinned_entries(store, record.content_hash) or []
-            in_use.update(f["ref"] for entry in entries for f in entry["files"])
+        except StoreError:
+            continue  # its manifest is gone: no run can restore those files any more
+        in_use.update(f["ref"] for entry in entries for f in entry["files"])
     removed = freed = kept = 0
     cutoff = time.time() - grace_s  # blob times are file modification times
     for blob in store.blobs.list_blobs():
