@@ -40,8 +40,20 @@ class SimServerThread:
 
     @property
     def requests(self) -> list[RequestRecord]:
-        """A copy of the request log."""
-        return self.server.requests
+        """A copy of the request log, with every request whose reply has been sent.
+
+        A handler logs its request right after writing the reply, with no await between,
+        but this thread may read the log in between (the GIL switches threads anywhere);
+        so the copy is taken on the server's loop, which runs one handler step at a time.
+        """
+        loop = self._loop
+        if loop is None or not loop.is_running() or threading.current_thread() is self._thread:
+            return self.server.requests
+
+        async def snapshot() -> list[RequestRecord]:
+            return self.server.requests
+
+        return asyncio.run_coroutine_threadsafe(snapshot(), loop).result(_START_TIMEOUT_S)
 
     def start(self) -> None:
         """Start the thread and wait until the server listens."""
