@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from typing import Literal, Protocol
 
 from rlm_engine.lm.base import LanguageModel
-from rlm_engine.lm.lifecycle import aclose_model
+from rlm_engine.lm.wrapper import ModelWrapper
 from rlm_engine.types import Completion, Message, ModelSettings, Usage
 
 CacheMode = Literal["auto", "on", "off"]
@@ -74,7 +74,7 @@ class ResponseCache:
             self._entries.popitem(last=False)
 
 
-class CachedModel:
+class CachedModel(ModelWrapper):
     """Serves repeated calls from the cache. In ``auto`` mode only deterministic calls
     (temperature 0) are cached, because a sampled reply is not meant to repeat. A hit
     costs nothing: its usage is zero and its cost ``0.0``."""
@@ -82,22 +82,11 @@ class CachedModel:
     def __init__(
         self, inner: LanguageModel, cache: ResponseCache, mode: CacheMode = "auto"
     ) -> None:
-        self.inner = inner
+        super().__init__(inner)
         self.cache = cache
         self.mode: CacheMode = mode
         # Identical calls in flight at once (a batch repeating a prompt) share one request.
         self._in_flight: dict[str, asyncio.Future[Completion]] = {}
-
-    @property
-    def name(self) -> str:
-        return self.inner.name
-
-    @property
-    def provider(self) -> str:
-        return self.inner.provider
-
-    async def aclose(self) -> None:
-        await aclose_model(self.inner)
 
     def _cacheable(self, settings: ModelSettings | None) -> bool:
         if self.mode == "off":

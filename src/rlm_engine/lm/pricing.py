@@ -15,9 +15,9 @@ from typing import TYPE_CHECKING
 
 from rlm_engine.errors import ConfigurationError
 from rlm_engine.lm.base import LanguageModel, StreamDone, StreamEvent
-from rlm_engine.lm.lifecycle import aclose_model
 from rlm_engine.lm.spec import canonical_model, split_model_spec
 from rlm_engine.lm.streaming import open_stream
+from rlm_engine.lm.wrapper import ModelWrapper
 from rlm_engine.types import Completion, Message, ModelSettings, Usage
 
 if TYPE_CHECKING:
@@ -138,29 +138,12 @@ def _catalogue_cost(model_ref: str, provider_id: str, usage: Usage) -> float | N
     return float(calculation.total_price)
 
 
-class PricedModel:
+class PricedModel(ModelWrapper):
     """Wraps a model and fills ``Completion.cost_usd`` (``None`` when unknown)."""
 
     def __init__(self, inner: LanguageModel, pricer: Pricer | None = None) -> None:
-        self.inner = inner
+        super().__init__(inner)
         self.pricer = pricer or Pricer()
-
-    @property
-    def name(self) -> str:
-        """The canonical ``provider/model`` string."""
-        return self.inner.name
-
-    @property
-    def provider(self) -> str:
-        """The provider name, e.g. ``openai``."""
-        return self.inner.provider
-
-    def __repr__(self) -> str:
-        return f"PricedModel({self.inner!r})"
-
-    async def aclose(self) -> None:
-        """Release the wrapped model's HTTP clients."""
-        await aclose_model(self.inner)
 
     def _priced(self, completion: Completion) -> Completion:
         return dataclasses.replace(completion, cost_usd=self.pricer.cost(completion))

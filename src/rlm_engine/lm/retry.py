@@ -17,8 +17,8 @@ from dataclasses import dataclass
 from rlm_engine.errors import ProviderError
 from rlm_engine.lm.base import LanguageModel, StreamDone, StreamEvent
 from rlm_engine.lm.circuit import BreakerBoard, CircuitBreaker, CircuitState
-from rlm_engine.lm.lifecycle import aclose_model
 from rlm_engine.lm.streaming import open_stream
+from rlm_engine.lm.wrapper import ModelWrapper
 from rlm_engine.types import Completion, Message, ModelSettings
 
 __all__ = [
@@ -110,7 +110,7 @@ class RetryNotice:
     delay_s: float
 
 
-class RetryingModel:
+class RetryingModel(ModelWrapper):
     """Wraps any ``LanguageModel`` with retries, a retry budget and a circuit breaker.
 
     Streams are retried only until their first event arrives; after that a failure is
@@ -128,30 +128,13 @@ class RetryingModel:
         rng: random.Random | None = None,
         on_retry: Callable[[RetryNotice], None] | None = None,
     ) -> None:
-        self.inner = inner
+        super().__init__(inner)
         self.policy = policy or RetryPolicy()
         self.budget = budget
         self.breaker = breaker
         self._sleep = sleep
         self._rng = rng or random.Random()
         self._on_retry = on_retry
-
-    @property
-    def name(self) -> str:
-        """The canonical ``provider/model`` string."""
-        return self.inner.name
-
-    @property
-    def provider(self) -> str:
-        """The provider name, e.g. ``openai``."""
-        return self.inner.provider
-
-    def __repr__(self) -> str:
-        return f"RetryingModel({self.inner!r})"
-
-    async def aclose(self) -> None:
-        """Release the wrapped model's HTTP clients."""
-        await aclose_model(self.inner)
 
     def _admit(self) -> None:
         if self.breaker is not None:
