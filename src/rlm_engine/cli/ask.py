@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from collections.abc import Callable
 from typing import Any
 
 from rlm_engine.cli.discover import discover_model
@@ -16,20 +15,20 @@ from rlm_engine.cli.run_setup import (
     context_of,
     context_paths,
     context_scratch,
+    listeners,
     memory_for,
     new_run_id,
     open_run,
     run_and_record,
     run_context,
 )
+from rlm_engine.cli.store_access import cli_store
 from rlm_engine.engine.journal_store import StoreJournal
 from rlm_engine.engine.result import RunResult
 from rlm_engine.engine.rlm import RLM
 from rlm_engine.errors import RLMError
-from rlm_engine.events import Event
 from rlm_engine.sandbox.base import ContextValue
 from rlm_engine.settings import Settings
-from rlm_engine.store.factory import open_store
 from rlm_engine.store.protocol import Store
 from rlm_engine.store.records import Run
 
@@ -153,15 +152,6 @@ def session_runs(store: Store, session: str | None) -> list[Run]:
     return [r for r in reversed(runs) if r.status == "completed"]
 
 
-def listeners(run_id: str, sink: StoreEventSink, progress: Progress) -> Callable[[Event], None]:
-    def on_event(event: Event) -> None:
-        sink(event)
-        if event.run_id == run_id:
-            progress(event)
-
-    return on_event
-
-
 async def replay_session(rlm: RLM, store: Store, prior: list[tuple[Run, ContextValue]]) -> None:
     for run, context in prior:
         journal = StoreJournal(store, run.run_id, read_only=True)
@@ -174,40 +164,36 @@ async def replay_session(rlm: RLM, store: Store, prior: list[tuple[Run, ContextV
 
 def run_ask(args: argparse.Namespace) -> int:
     settings = Settings.from_env()
-    store = open_store(settings.store_url, settings.home)
-    with context_scratch() as scratch:
-        try:
-            prior = session_runs(store, args.session)
-            if prior and not args.model:
-                # A session continues with the models its REPL state was built with.
-                args.model = args.model or prior[-1].settings.get("model")
-                args.sub_model = args.sub_model or prior[-1].settings.get("sub_model")
-            run_settings = run_settings_from_args(args, settings)
-            run_id = new_run_id()
-            sink = StoreEventSink(store)
-            progress = Progress(verbose=args.verbose)
-            rlm = build_rlm(
-                run_settings,
-                settings,
-                on_event=listeners(run_id, sink, progress),
-                memory=memory_for(store, args.session),
-                persistent=bool(args.session),
-                store=store,
-            )
-            contexts = [(run, run_context(store, run, scratch)) for run in prior]
-            open_run(store, run_id, args.question, run_settings, args.session)
-            result = run_and_record(
-                rlm,
-                store,
-                sink,
-                progress,
-                run_id=run_id,
-                question=args.question,
-                context=context_of(run_settings),
-                journal=StoreJournal(store, run_id),
-                before=lambda: replay_session(rlm, store, contexts),
-            )
-        finally:
-            store.close()
+    with cli_store(settings) as store, context_scratch() as scratch:
+        prior = session_runs(store, args.session)
+        if prior and not args.model:
+            # A session continues with the models its REPL state was built with.
+            args.model = args.model or prior[-1].settings.get("model")
+            args.sub_model = args.sub_model or prior[-1].settings.get("sub_model")
+        run_settings = run_settings_from_args(args, settings)
+        run_id = new_run_id()
+        sink = StoreEventSink(store)
+        progress = Progress(verbose=args.verbose)
+        rlm = build_rlm(
+            run_settings,
+            settings,
+            on_event=listeners(run_id, sink, progress),
+            memory=memory_for(store, args.session),
+            persistent=bool(args.session),
+            store=store,
+        )
+        contexts = [(run, run_context(store, run, scratch)) for run in prior]
+        open_run(store, run_id, args.question, run_settings, args.session)
+        result = run_and_record(
+            rlm,
+            store,
+            sink,
+            progress,
+            run_id=run_id,
+            question=args.question,
+            context=context_of(run_settings),
+            journal=StoreJournal(store, run_id),
+            before=lambda: replay_session(rlm, store, contexts),
+        )
     print_result(result, args.json)
     return 1 if result.stop_reason == "error" else 0

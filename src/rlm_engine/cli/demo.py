@@ -17,13 +17,13 @@ from rlm_engine.cli.ask import print_result
 from rlm_engine.cli.progress import Progress
 from rlm_engine.cli.run_setup import (
     StoreEventSink,
+    listeners,
     new_run_id,
     open_run,
     run_and_record,
 )
-from rlm_engine.events import Event
+from rlm_engine.cli.store_access import cli_store
 from rlm_engine.settings import Settings
-from rlm_engine.store.factory import open_store
 from rlm_engine.types import Message
 
 QUESTION = "Which host reported a disk failure, and at what time?"
@@ -120,22 +120,15 @@ def run_demo(args: argparse.Namespace) -> int:
         f"context: {log_path} ({log_path.stat().st_size:,} bytes)\nquestion: {QUESTION}\n",
         flush=True,
     )
-    store = open_store(settings.store_url, settings.home)
-    sink = StoreEventSink(store)
-    progress = Progress(verbose=args.verbose)
-
-    def on_event(event: Event) -> None:
-        sink(event)
-        progress(event)
-
     root = ScriptedModel(_root, name="scripted/demo-root")
     sub = ScriptedModel(_sub, name="scripted/demo-sub")
-    rlm = RLM(root, sub, env=settings.env, on_event=on_event)
     run_id = new_run_id()
     run_settings = {"model": root.name, "sub_model": sub.name, "context": [str(log_path)]}
-    open_run(store, run_id, QUESTION, run_settings, None)
-
-    try:
+    with cli_store(settings) as store:
+        sink = StoreEventSink(store)
+        progress = Progress(verbose=args.verbose)
+        rlm = RLM(root, sub, env=settings.env, on_event=listeners(run_id, sink, progress))
+        open_run(store, run_id, QUESTION, run_settings, None)
         result = run_and_record(
             rlm,
             store,
@@ -146,8 +139,6 @@ def run_demo(args: argparse.Namespace) -> int:
             context=log_path,
             journal=StoreJournal(store, run_id),
         )
-    finally:
-        store.close()
     print_result(result, args.json)
     if not args.json:
         print(NEXT_STEPS.format(question=QUESTION, path=log_path))

@@ -208,6 +208,20 @@ class StoreEventSink:
         await self._flush()
 
 
+def listeners(
+    run_id: str, sink: StoreEventSink, progress: Callable[[Event], None]
+) -> Callable[[Event], None]:
+    """Every event to the store; only ``run_id``'s to the screen (a session's restore
+    replays earlier runs under their own ids)."""
+
+    def on_event(event: Event) -> None:
+        sink(event)
+        if event.run_id == run_id:
+            progress(event)
+
+    return on_event
+
+
 def open_run(
     store: Store,
     run_id: str,
