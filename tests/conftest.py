@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import ipaddress
 import socket
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import pytest
+
+from rlm_engine.sim import Policy, SimConfig, SimServer
+from sim_support import StartSim
 
 _real_connect = socket.socket.connect
 _real_connect_ex = socket.socket.connect_ex
@@ -64,3 +67,19 @@ def isolated_home(
     monkeypatch.setenv("RLM_HOME", str(tmp_path_factory.mktemp("rlm_home")))
     for var in ("RLM_MODEL", "RLM_SUB_MODEL", "OPENAI_API_KEY", "OPENAI_BASE_URL"):
         monkeypatch.delenv(var, raising=False)
+
+
+@pytest.fixture
+async def start_sim() -> AsyncIterator[StartSim]:
+    """Start simulators on 127.0.0.1; all are stopped after the test."""
+    servers: list[SimServer] = []
+
+    async def start(config: SimConfig | None = None, policy: Policy | None = None) -> SimServer:
+        server = SimServer(config, policy)
+        await server.start()
+        servers.append(server)
+        return server
+
+    yield start
+    for server in servers:
+        await server.stop()

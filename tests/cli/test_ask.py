@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from cli_support import is_root, turn
 
 from rlm_engine.cli import discover
 from rlm_engine.cli.main import main
@@ -32,14 +33,9 @@ ROOT_TURNS = [
 ]
 
 
-def is_root(messages: list[dict[str, Any]]) -> bool:
-    return bool(messages) and message_text(messages[0]).startswith("You answer a question")
-
-
 def policy(messages: list[dict[str, Any]]) -> str:
     if is_root(messages):
-        done = sum(1 for m in messages if m.get("role") == "assistant")
-        return ROOT_TURNS[min(done, len(ROOT_TURNS) - 1)]
+        return ROOT_TURNS[min(turn(messages), len(ROOT_TURNS) - 1)]
     for line in message_text(messages[-1]).splitlines():
         if "magic number for" in line:
             return line.rsplit(" ", 1)[-1].rstrip(".")

@@ -7,7 +7,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from test_ask_plugins import base_env, cli, is_root
+from cli_support import cli, cli_env, is_root, turn
 
 from rlm_engine.sim.config import SimConfig
 from rlm_engine.sim.policies import CallablePolicy, message_text
@@ -19,8 +19,7 @@ ROOT_CODE = "```repl\nprint(llm_query_batched([f'part {i}' for i in range(4)]))\
 def policy(messages: list[dict[str, Any]]) -> str:
     if not is_root(messages):
         return f"seen {message_text(messages[-1])}"
-    done = sum(1 for m in messages if m.get("role") == "assistant")
-    return ROOT_CODE if done == 0 else "FINAL(done)"
+    return ROOT_CODE if turn(messages) == 0 else "FINAL(done)"
 
 
 def sub_requests(sim: Any) -> int:
@@ -30,7 +29,7 @@ def sub_requests(sim: Any) -> int:
 def test_a_second_run_takes_its_sub_call_replies_from_the_store(tmp_path: Path) -> None:
     ask = ["ask", "q", "--model", "openai/root", "--sub-model", "openai/sub", "--json"]
     with SimServerThread(SimConfig(), CallablePolicy(policy)) as sim:
-        env = base_env(tmp_path, sim.url)
+        env = cli_env(tmp_path, sim.url)
         sampled = cli(ask, env)
         assert sampled.returncode == 0, sampled.stderr
         assert sub_requests(sim) == 4  # the provider's default temperature: nothing cached

@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import json
-import os
 import re
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
+
+from cli_support import cli, cli_env, turn
 
 from rlm_engine.sandbox.factory import check_isolation
 from rlm_engine.sim.config import SimConfig
@@ -53,7 +52,7 @@ def test_code_from_rlm_ask_cannot_reach_secrets_loopback_or_etc(tmp_path: Path) 
     assert check_isolation("auto") == "bubblewrap", "bubblewrap must be installed (see .ci/run)"
 
     def policy(messages: list[dict[str, Any]]) -> str:
-        if sum(1 for m in messages if m.get("role") == "assistant") == 0:
+        if turn(messages) == 0:
             port = urlparse(sim_url[0]).port
             code = PROBE.replace("CANARY", repr(CANARY)).replace("PORT", str(port))
             return f"```repl\n{code}\n```"
@@ -62,35 +61,12 @@ def test_code_from_rlm_ask_cannot_reach_secrets_loopback_or_etc(tmp_path: Path) 
     sim_url: list[str] = []
     with SimServerThread(SimConfig(), CallablePolicy(policy)) as sim:
         sim_url.append(sim.url)
-        env = {k: v for k, v in os.environ.items() if not k.startswith(("OPENAI", "RLM_"))}
-        env.update(
-            OPENAI_BASE_URL=sim.url,
-            OPENAI_API_KEY=CANARY,
-            SECRET_TOKEN=CANARY,
-            RLM_HOME=str(tmp_path / "home"),
-        )
-        proc = subprocess.run(
-            [
-                sys.executable,
-                "-m",
-                "rlm_engine.cli.main",
-                "ask",
-                "probe",
-                "--model",
-                "openai/m",
-                "--isolation",
-                "strict",
-                "--json",
-                # The safety plugin would block the /etc write before it runs; this test is
-                # about the sandbox, which must hold without it.
-                "--no-default-plugins",
-            ],
-            capture_output=True,
-            text=True,
-            env=env,
-            timeout=120,
-            check=False,
-        )
+        env = cli_env(tmp_path, sim.url)
+        env.update(OPENAI_API_KEY=CANARY, SECRET_TOKEN=CANARY)
+        # The safety plugin would block the /etc write before it runs; this test is about
+        # the sandbox, which must hold without it.
+        ask = ["ask", "probe", "--model", "openai/m", "--isolation", "strict", "--json"]
+        proc = cli([*ask, "--no-default-plugins"], env)
         second_request = sim.requests[1].messages
     assert proc.returncode == 0, proc.stderr
     assert json.loads(proc.stdout)["answer"] == "probed"

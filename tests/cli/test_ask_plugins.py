@@ -3,44 +3,21 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
+from cli_support import cli, cli_env, turn
+
 from rlm_engine.sim.config import SimConfig
-from rlm_engine.sim.policies import CallablePolicy, message_text
+from rlm_engine.sim.policies import CallablePolicy
 from rlm_engine.sim.runner import SimServerThread
-
-
-def is_root(messages: list[dict[str, Any]]) -> bool:
-    return bool(messages) and message_text(messages[0]).startswith("You answer a question")
 
 
 def scripted_root(*replies: str) -> CallablePolicy:
     def policy(messages: list[dict[str, Any]]) -> str:
-        done = sum(1 for m in messages if m.get("role") == "assistant")
-        return replies[min(done, len(replies) - 1)]
+        return replies[min(turn(messages), len(replies) - 1)]
 
     return CallablePolicy(policy)
-
-
-def cli(args: list[str], env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "rlm_engine.cli.main", *args],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=120,
-        check=False,
-    )
-
-
-def base_env(tmp_path: Path, url: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("OPENAI", "RLM_"))}
-    env.update(OPENAI_BASE_URL=url, RLM_HOME=str(tmp_path / "home"))
-    return env
 
 
 def test_destructive_cell_is_blocked_recorded_and_the_run_finishes(tmp_path: Path) -> None:
@@ -52,7 +29,7 @@ def test_destructive_cell_is_blocked_recorded_and_the_run_finishes(tmp_path: Pat
         "The command was blocked; I will answer without it.\nFINAL(kept)",
     )
     with SimServerThread(SimConfig(), policy) as sim:
-        env = base_env(tmp_path, sim.url)
+        env = cli_env(tmp_path, sim.url)
         proc = cli(["ask", "clean up", "--model", "openai/m", "--json"], env)
     assert proc.returncode == 0, proc.stderr
     out = json.loads(proc.stdout)
@@ -70,7 +47,7 @@ def test_fallback_model_answers_when_the_first_is_refused(tmp_path: Path) -> Non
     ctx = tmp_path / "ctx.txt"
     ctx.write_text("hello")
     with SimServerThread(config, policy) as sim:
-        env = base_env(tmp_path, sim.url)
+        env = cli_env(tmp_path, sim.url)
         proc = cli(
             [
                 "ask",

@@ -12,6 +12,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from cli_support import cli, cli_env, is_root, turn
+
 from rlm_engine.sim.config import SimConfig
 from rlm_engine.sim.policies import CallablePolicy, message_text
 from rlm_engine.sim.runner import SimServerThread
@@ -32,34 +34,8 @@ SLOW_CELL = (
 )
 
 
-def is_root(messages: list[dict[str, Any]]) -> bool:
-    return bool(messages) and message_text(messages[0]).startswith("You answer a question")
-
-
 def question(messages: list[dict[str, Any]]) -> str:
     return message_text(messages[1]).split("Question: ", 1)[1].split("\n", 1)[0]
-
-
-def turn(messages: list[dict[str, Any]]) -> int:
-    return sum(1 for m in messages if m.get("role") == "assistant")
-
-
-def cli(args: list[str], env: dict[str, str], **kw: Any) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "rlm_engine.cli.main", *args],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=120,
-        check=False,
-        **kw,
-    )
-
-
-def cli_env(tmp_path: Path, url: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("OPENAI", "RLM_"))}
-    env.update(OPENAI_BASE_URL=url, RLM_HOME=str(tmp_path / "home"))
-    return env
 
 
 def crash_policy(messages: list[dict[str, Any]]) -> str:

@@ -16,6 +16,7 @@ from typing import Any
 
 import nbformat
 import pytest
+from cli_support import is_root, turn
 
 from rlm_engine.cli.main import build_parser, main
 from rlm_engine.cli.store_access import open_cli_store
@@ -324,14 +325,13 @@ def test_a_run_of_rlm_ask_exports_to_a_notebook_that_reexecutes_offline(
     from rlm_engine.sim.runner import SimServerThread
 
     def policy(messages: list[dict[str, Any]]) -> str:
-        if not message_text(messages[0]).startswith("You answer a question"):
+        if not is_root(messages):
             return message_text(messages[-1]).upper()
-        turn = sum(1 for m in messages if m.get("role") == "assistant")
         return [
             "First the lines.\n```repl\nlines = context.splitlines()\nlines\n```",
             "Shout each line.\n```repl\nloud = llm_query_batched(lines)\nprint(loud)\n```",
             "```repl\nFINAL(' | '.join(loud))\n```",
-        ][min(turn, 2)]
+        ][min(turn(messages), 2)]
 
     ctx = tmp_path / "ctx.txt"
     ctx.write_text("one fish\ntwo fish\n", encoding="utf-8")

@@ -2,12 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
-
-from rlm_engine.sim import SimServer
-
-StartSim = Callable[..., Awaitable[SimServer]]
-
 
 class SleepRecorder:
     """An injected ``sleep`` that records the requested waits instead of waiting."""

@@ -6,7 +6,7 @@ import asyncio
 import math
 
 import pytest
-from lm_support import SleepRecorder, StartSim
+from lm_support import SleepRecorder
 
 from rlm_engine.errors import ProviderError
 from rlm_engine.lm import (
@@ -21,6 +21,7 @@ from rlm_engine.lm import (
 from rlm_engine.lm.openai import OpenAIChatModel
 from rlm_engine.sim import EchoPolicy, ScriptedPolicy, SimConfig
 from rlm_engine.types import Message, ModelSettings
+from sim_support import StartSim
 
 PROMPT = [
     Message("system", "You are terse."),

@@ -1,4 +1,4 @@
-"""Helpers shared by the simulator tests."""
+"""The simulator as a test fixture (`start_sim` in tests/conftest.py)."""
 
 from __future__ import annotations
 
