@@ -172,8 +172,8 @@ class TracingPlugin(Plugin):
         for key in [k for k in self._spans if k[0] == e.run_id]:
             self._end(*key, e.ts, "run ended first")
 
-    def _cell_started(self, e: CellStarted) -> None:
-        self._start(
+    def _cell_span(self, e: CellStarted | CellBlocked, **attributes: Any) -> Span:
+        return self._start(
             e.run_id,
             e.node_id,
             "execute_tool repl",
@@ -183,8 +183,12 @@ class TracingPlugin(Plugin):
                 "gen_ai.tool.name": "repl",
                 "rlm.depth": e.depth,
                 "rlm.iteration": e.iteration,
+                **attributes,
             },
         )
+
+    def _cell_started(self, e: CellStarted) -> None:
+        self._cell_span(e)
 
     def _cell_finished(self, e: CellFinished) -> None:
         span = self._spans.get((e.run_id, e.node_id))
@@ -195,18 +199,7 @@ class TracingPlugin(Plugin):
         self._end(e.run_id, e.node_id, e.ts, error)
 
     def _cell_blocked(self, e: CellBlocked) -> None:
-        span = self._start(
-            e.run_id,
-            e.node_id,
-            "execute_tool repl",
-            e.ts,
-            **{
-                "gen_ai.operation.name": "execute_tool",
-                "gen_ai.tool.name": "repl",
-                "rlm.depth": e.depth,
-                "rlm.cell.blocked_by": e.plugin,
-            },
-        )
+        span = self._cell_span(e, **{"rlm.cell.blocked_by": e.plugin})
         span.set_attribute("rlm.cell.status", "blocked")
         self._end(e.run_id, e.node_id, e.ts, f"blocked: {e.reason}")
 

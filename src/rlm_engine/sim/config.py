@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Literal, get_args
 
 FaultKind = Literal[
     "500",
@@ -17,15 +17,7 @@ FaultKind = Literal[
     "context_length",
 ]
 
-FAULT_KINDS: tuple[FaultKind, ...] = (
-    "500",
-    "429",
-    "timeout",
-    "malformed",
-    "empty_choices",
-    "content_filter",
-    "context_length",
-)
+FAULT_KINDS: tuple[FaultKind, ...] = get_args(FaultKind)
 
 # Port `rlm sim serve` listens on when none is given; the `sim/` model provider points here.
 DEFAULT_SIM_PORT = 8765
