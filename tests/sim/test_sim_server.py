@@ -10,10 +10,10 @@ from typing import Any
 
 import httpx
 import pytest
-from sim_support import StartSim
 
 from rlm_engine.sim import CallablePolicy, EchoPolicy, ScriptedPolicy, SimConfig, SimServer
 from rlm_engine.sim.faults import FaultPlan
+from sim_support import StartSim
 
 USER = {"role": "user", "content": "ping"}
 
