@@ -7,6 +7,10 @@ Every write method commits before it returns: what it recorded survives a crash.
 Journal protocol for crash-safe runs (node ids and cell positions must be deterministic, so
 a resumed run asks for the same keys as the crashed one):
 
+- many writes at once: `write_journal(JournalWrites(...))` commits a batch in one
+  transaction; `journal_writer.submit(...)` hands writes to the store's group-commit thread,
+  which batches what concurrent callers submit. `load_journal(run_id)` reads what a resume
+  needs in one go.
 - model call (root turn, `llm_query`, digest, capsule; also child RLM and tool results):
   `find_model_call(run_id, node_id)`; if it returns a record, use it (compare its
   `request_hash`: a different one means the replay diverged) and do NOT call the model.
@@ -29,6 +33,7 @@ from typing import Any, Literal, Protocol, runtime_checkable
 
 from rlm_engine.events import Event
 from rlm_engine.store.blobs import BlobStore
+from rlm_engine.store.group_commit import GroupCommitWriter
 from rlm_engine.store.records import (
     CachedResponse,
     CacheStats,
@@ -36,6 +41,8 @@ from rlm_engine.store.records import (
     CellKey,
     CellStart,
     ContextRecord,
+    JournalSnapshot,
+    JournalWrites,
     MemoryItem,
     MemoryScope,
     ModelCall,
@@ -170,6 +177,27 @@ class Store(Protocol):
 
     def get_node(self, run_id: str, node_id: str) -> Node | None:
         """One node without its texts, or None."""
+        ...
+
+    # -- journal: many writes at once ---------------------------------------------------
+
+    @property
+    def journal_writer(self) -> GroupCommitWriter:
+        """This store's group-commit writer: one thread that commits the journal writes
+        (and events) handed to it by concurrent callers together, each caller's future
+        resolved once its group is durable. Started on first use, stopped by `close`."""
+        ...
+
+    def write_journal(self, writes: JournalWrites) -> None:
+        """Commit model calls (as `record_model_call`, nothing read back), cell starts (as
+        `begin_cell`, "executing"), cell finishes (as `finish_cell`) and events (as
+        `append_events`) in ONE transaction: all of them are durable, or none is and the
+        error (e.g. `JournalConflictError`, `RunNotFoundError`) is raised."""
+        ...
+
+    def load_journal(self, run_id: str) -> JournalSnapshot:
+        """A run's finished nodes (by node id) and its cells, read at once (for a resume,
+        instead of one `find_model_call` / `list_cells` per step)."""
         ...
 
     # -- journal: cells (the artifact registry) -----------------------------------------

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
+
+from rlm_engine.events import Event
 
 RunStatus = Literal["running", "completed", "failed", "interrupted"]
 NodeKind = Literal["root_turn", "llm", "rlm", "tool", "digest", "capsule", "cell"]
@@ -201,6 +203,45 @@ class Cell:
     @property
     def key(self) -> CellKey:
         return CellKey(self.run_id, self.node_id, self.iteration, self.cell_index)
+
+
+@dataclass(frozen=True, slots=True)
+class CellFinish:
+    """A cell's outcome, as `finish_cell` takes it (for `write_journal`)."""
+
+    key: CellKey
+    status: Literal["completed", "failed", "blocked"]
+    output: str = ""
+    error: str | None = None
+    meta: Mapping[str, Any] | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class JournalWrites:
+    """Journal writes and events that `write_journal` commits in one transaction.
+
+    Applied in this order: model calls, cell starts, cell finishes, events. A write that
+    depends on another (a cell's finish on its start) must come in a later batch.
+    """
+
+    calls: Sequence[ModelCall] = ()
+    cell_starts: Sequence[CellStart] = ()
+    cell_finishes: Sequence[CellFinish] = ()
+    events: Sequence[Event] = ()
+
+    def __len__(self) -> int:
+        return len(self.calls) + len(self.cell_starts) + len(self.cell_finishes) + len(self.events)
+
+
+@dataclass(frozen=True, slots=True)
+class JournalSnapshot:
+    """What a resume needs of a run's journal, read at once: its finished model calls
+    ("completed" or "failed"; any node kind) and all its cells."""
+
+    calls: Mapping[str, ModelCall]
+    """By node id."""
+    cells: Sequence[Cell]
+    """In execution order within each REPL node (iteration, cell index)."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -105,3 +105,23 @@ def upsert(
         conn.execute(stmt.on_conflict_do_update(index_elements=keys, set_=set_, where=where))
     else:
         conn.execute(stmt.on_conflict_do_nothing(index_elements=keys))
+
+
+def upsert_many(
+    conn: Connection,
+    table: Table,
+    rows: Sequence[Mapping[str, Any]],
+    keys: Sequence[str],
+    update: Sequence[str],
+    where: ColumnElement[bool] | None = None,
+) -> None:
+    """`upsert` of many rows (all with the same columns) in one executemany statement."""
+    if not rows:
+        return
+    dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
+    stmt = dialect.insert(table)
+    set_ = {name: stmt.excluded[name] for name in update}
+    conn.execute(
+        stmt.on_conflict_do_update(index_elements=keys, set_=set_, where=where),
+        [dict(row) for row in rows],
+    )

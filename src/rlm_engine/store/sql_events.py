@@ -32,30 +32,35 @@ def _next_seqs(conn: Connection, run_id: str, count: int) -> int:
 
 
 def append_events(db: SqlDb, batch: Sequence[Event]) -> list[int]:
+    with db.write() as conn:
+        return append_events_in(conn, batch)
+
+
+def append_events_in(conn: Connection, batch: Sequence[Event]) -> list[int]:
+    """Append events inside the caller's write transaction; their sequence numbers."""
     by_run: dict[str, list[int]] = {}
     for position, event in enumerate(batch):
         by_run.setdefault(event.run_id, []).append(position)
     seqs = [0] * len(batch)
     rows: list[dict[str, Any]] = []
-    with db.write() as conn:
-        for run_id, positions in by_run.items():
-            first = _next_seqs(conn, run_id, len(positions))
-            for offset, position in enumerate(positions):
-                event = batch[position]
-                seqs[position] = first + offset
-                rows.append(
-                    {
-                        "run_id": run_id,
-                        "seq": first + offset,
-                        "type": event.type,
-                        "node_id": event.node_id,
-                        "depth": event.depth,
-                        "ts": event.ts,
-                        "body": event.model_dump(mode="json"),
-                    }
-                )
-        if rows:
-            conn.execute(events.insert(), rows)
+    for run_id, positions in by_run.items():
+        first = _next_seqs(conn, run_id, len(positions))
+        for offset, position in enumerate(positions):
+            event = batch[position]
+            seqs[position] = first + offset
+            rows.append(
+                {
+                    "run_id": run_id,
+                    "seq": first + offset,
+                    "type": event.type,
+                    "node_id": event.node_id,
+                    "depth": event.depth,
+                    "ts": event.ts,
+                    "body": event.model_dump(mode="json"),
+                }
+            )
+    if rows:
+        conn.execute(events.insert(), rows)
     return seqs
 
 

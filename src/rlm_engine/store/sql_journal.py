@@ -1,15 +1,16 @@
 """The run journal: call-tree nodes (model calls and their results) and cells.
 
-Each write is its own committed transaction, so once a method returns, what it recorded
-survives a crash of this process.
+Each single-row write is its own committed transaction, so once a method returns, what it
+recorded survives a crash of this process. The ``*_in`` functions and `record_model_calls`
+work inside a transaction the caller opened (`write_journal` commits many writes at once).
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
-from sqlalchemy import Connection, RowMapping, Select, select, update
+from sqlalchemy import Connection, RowMapping, Select, and_, select, update
 from sqlalchemy.exc import IntegrityError
 
 from rlm_engine.store.errors import JournalConflictError, NotFoundError, RunNotFoundError
@@ -20,13 +21,14 @@ from rlm_engine.store.records import (
     CellKey,
     CellStart,
     CellStatus,
+    JournalSnapshot,
     ModelCall,
     Node,
     NodeStart,
     NodeStatus,
     Usage,
 )
-from rlm_engine.store.sql_base import SqlDb, text_hash, upsert
+from rlm_engine.store.sql_base import SqlDb, text_hash, upsert, upsert_many
 from rlm_engine.store.tables import cells, nodes
 
 _NODE_KEY = ["run_id", "node_id"]
@@ -142,9 +144,9 @@ def _keep_started_values(values: dict[str, Any], started: RowMapping) -> None:
     values["meta"] = {**(started["meta"] or {}), **values["meta"]}
 
 
-def record_model_call(db: SqlDb, call: ModelCall) -> ModelCall:
+def _call_values(db: SqlDb, call: ModelCall) -> dict[str, Any]:
     request_text, request_ref = db.pack(call.request)
-    values: dict[str, Any] = {
+    return {
         "run_id": call.run_id,
         "node_id": call.node_id,
         "parent_id": call.parent_id,
@@ -160,6 +162,10 @@ def record_model_call(db: SqlDb, call: ModelCall) -> ModelCall:
         "started_at": db.now() - (call.latency_s or 0.0),
         **_result_values(db, call.usage, call.response, call.status),
     }
+
+
+def record_model_call(db: SqlDb, call: ModelCall) -> ModelCall:
+    values = _call_values(db, call)
     try:
         with db.write() as conn:
             row = _existing_node(conn, call.run_id, call.node_id)
@@ -180,11 +186,88 @@ def record_model_call(db: SqlDb, call: ModelCall) -> ModelCall:
     except IntegrityError:
         raise RunNotFoundError(call.run_id) from None
     if row["request_hash"] != call.request_hash:
-        raise JournalConflictError(
-            f"node {call.node_id!r} of run {call.run_id!r} is already journaled with a "
-            "different request"
-        )
+        raise _conflict(call)
     return _to_model_call(db, row)
+
+
+# Node ids per `IN (...)` list: well under every backend's limit on bound parameters.
+_IN_CHUNK = 500
+_STARTED_COLUMNS = (
+    nodes.c.node_id,
+    nodes.c.status,
+    nodes.c.request_hash,
+    nodes.c.parent_id,
+    nodes.c.model,
+    nodes.c.request_text,
+    nodes.c.request_ref,
+    nodes.c.meta,
+)
+
+
+def _existing_nodes(conn: Connection, run_id: str, node_ids: list[str]) -> dict[str, RowMapping]:
+    found: dict[str, RowMapping] = {}
+    for start in range(0, len(node_ids), _IN_CHUNK):
+        query = select(*_STARTED_COLUMNS).where(
+            nodes.c.run_id == run_id, nodes.c.node_id.in_(node_ids[start : start + _IN_CHUNK])
+        )
+        for row in conn.execute(query).mappings():
+            found[row["node_id"]] = row
+    return found
+
+
+def record_model_calls(db: SqlDb, conn: Connection, batch: Sequence[ModelCall]) -> None:
+    """`record_model_call` for many calls inside the caller's write transaction: one read
+    of the rows already there and one multi-row upsert, nothing read back. The same rules:
+    the first journaled result stands; a different request hash raises
+    `JournalConflictError` (and so fails the whole transaction)."""
+    by_run: dict[str, dict[str, ModelCall]] = {}
+    for call in batch:
+        calls = by_run.setdefault(call.run_id, {})
+        first = calls.setdefault(call.node_id, call)
+        if first.request_hash != call.request_hash:
+            raise _conflict(call)
+    rows: list[dict[str, Any]] = []
+    for run_id, calls in by_run.items():
+        existing = _existing_nodes(conn, run_id, list(calls))
+        for node_id, call in calls.items():
+            row = existing.get(node_id)
+            if row is not None and row["status"] in TERMINAL_NODE_STATUSES:
+                if row["request_hash"] != call.request_hash:
+                    raise _conflict(call)
+                continue  # journaled already: the first record stands
+            values = _call_values(db, call)
+            if row is not None:
+                _keep_started_values(values, row)
+            rows.append(values)
+    if rows:
+        update_cols = [k for k in rows[0] if k != "started_at"]
+        # Spelled out: an expanding NOT IN cannot go into an executemany statement.
+        where = and_(*(nodes.c.status != status for status in sorted(TERMINAL_NODE_STATUSES)))
+        upsert_many(conn, nodes, rows, _NODE_KEY, update=update_cols, where=where)
+
+
+def _conflict(call: ModelCall) -> JournalConflictError:
+    return JournalConflictError(
+        f"node {call.node_id!r} of run {call.run_id!r} is already journaled with a "
+        "different request"
+    )
+
+
+def load_journal(db: SqlDb, run_id: str) -> JournalSnapshot:
+    """A run's finished nodes and its cells, in one read transaction."""
+    finished = select(nodes).where(
+        nodes.c.run_id == run_id, nodes.c.status.in_(TERMINAL_NODE_STATUSES)
+    )
+    with db.read() as conn:
+        rows = conn.execute(finished).mappings()
+        calls = {row["node_id"]: _to_model_call(db, row) for row in rows}
+        query = (
+            select(cells)
+            .where(cells.c.run_id == run_id)
+            .order_by(cells.c.node_id, cells.c.iteration, cells.c.cell_index)
+        )
+        found = [_to_cell(db, row) for row in conn.execute(query).mappings()]
+    return JournalSnapshot(calls=calls, cells=found)
 
 
 def find_model_call(db: SqlDb, run_id: str, node_id: str) -> ModelCall | None:
@@ -264,7 +347,8 @@ def _cell_row(conn: Connection, key: CellKey) -> RowMapping | None:
     return conn.execute(query).mappings().first()
 
 
-def begin_cell(db: SqlDb, start: CellStart, status: CellStatus) -> Cell:
+def begin_cell_in(db: SqlDb, conn: Connection, start: CellStart, status: CellStatus) -> None:
+    """Begin a cell inside the caller's write transaction (see `begin_cell`)."""
     now = db.now()
     key = start.key
     values: dict[str, Any] = {
@@ -286,15 +370,19 @@ def begin_cell(db: SqlDb, start: CellStart, status: CellStatus) -> Cell:
         "created_at": now,
         "started_at": now if status == "executing" else None,
     }
+    row = _cell_row(conn, key)
+    if row is not None and row["status"] in TERMINAL_CELL_STATUSES:
+        raise JournalConflictError(f"cell {key.artifact_id} already {row['status']}")
+    # A cell left pending/executing by a crash is simply begun again.
+    update_cols = [k for k in values if k not in ("artifact_id", "created_at")]
+    upsert(conn, cells, values, ["artifact_id"], update=update_cols)
+
+
+def begin_cell(db: SqlDb, start: CellStart, status: CellStatus) -> Cell:
     try:
         with db.write() as conn:
-            row = _cell_row(conn, key)
-            if row is not None and row["status"] in TERMINAL_CELL_STATUSES:
-                raise JournalConflictError(f"cell {key.artifact_id} already {row['status']}")
-            # A cell left pending/executing by a crash is simply begun again.
-            update_cols = [k for k in values if k not in ("artifact_id", "created_at")]
-            upsert(conn, cells, values, ["artifact_id"], update=update_cols)
-            row = _cell_row(conn, key)
+            begin_cell_in(db, conn, start, status)
+            row = _cell_row(conn, start.key)
             assert row is not None
             return _to_cell(db, row)
     except IntegrityError:
@@ -309,6 +397,23 @@ def finish_cell(
     error: str | None,
     meta: Mapping[str, Any] | None,
 ) -> Cell:
+    with db.write() as conn:
+        finish_cell_in(db, conn, key, status, output, error, meta)
+        row = _cell_row(conn, key)
+        assert row is not None
+        return _to_cell(db, row)
+
+
+def finish_cell_in(
+    db: SqlDb,
+    conn: Connection,
+    key: CellKey,
+    status: CellStatus,
+    output: str,
+    error: str | None,
+    meta: Mapping[str, Any] | None,
+) -> None:
+    """Finish a cell inside the caller's write transaction (see `finish_cell`)."""
     output_text, output_ref = db.pack(output)
     output_hash = text_hash(output)
     values: dict[str, Any] = {
@@ -320,20 +425,16 @@ def finish_cell(
         "error": error,
         "finished_at": db.now(),
     }
-    with db.write() as conn:
-        row = _cell_row(conn, key)
-        if row is None:
-            raise NotFoundError(f"cell {key.artifact_id} was never begun (call begin_cell first)")
-        if meta is not None:
-            values["meta"] = {**(row["meta"] or {}), **meta}
-        if row["status"] in TERMINAL_CELL_STATUSES:
-            if row["status"] == status and row["output_hash"] == output_hash:
-                return _to_cell(db, row)  # the same outcome journaled twice: idempotent
-            raise JournalConflictError(f"cell {key.artifact_id} already {row['status']}")
-        conn.execute(update(cells).where(cells.c.artifact_id == key.artifact_id).values(values))
-        row = _cell_row(conn, key)
-        assert row is not None
-        return _to_cell(db, row)
+    row = _cell_row(conn, key)
+    if row is None:
+        raise NotFoundError(f"cell {key.artifact_id} was never begun (call begin_cell first)")
+    if meta is not None:
+        values["meta"] = {**(row["meta"] or {}), **meta}
+    if row["status"] in TERMINAL_CELL_STATUSES:
+        if row["status"] == status and row["output_hash"] == output_hash:
+            return  # the same outcome journaled twice: idempotent
+        raise JournalConflictError(f"cell {key.artifact_id} already {row['status']}")
+    conn.execute(update(cells).where(cells.c.artifact_id == key.artifact_id).values(values))
 
 
 def get_cell(db: SqlDb, key: CellKey) -> Cell | None:

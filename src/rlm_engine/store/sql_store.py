@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Collection, Mapping, Sequence
 from typing import Any, Literal
 
 from sqlalchemy import Engine
+from sqlalchemy.exc import IntegrityError
 
 from rlm_engine.events import Event
 from rlm_engine.store import sql_cache, sql_events, sql_journal, sql_runs, sql_sessions
 from rlm_engine.store.blobs import BlobStore
 from rlm_engine.store.connect import display_url
+from rlm_engine.store.errors import RunNotFoundError
+from rlm_engine.store.group_commit import GroupCommitWriter
 from rlm_engine.store.protocol import Store
 from rlm_engine.store.records import (
     CachedResponse,
@@ -19,6 +23,8 @@ from rlm_engine.store.records import (
     CellKey,
     CellStart,
     ContextRecord,
+    JournalSnapshot,
+    JournalWrites,
     MemoryItem,
     MemoryScope,
     ModelCall,
@@ -43,6 +49,8 @@ class SqlStore(Store):
         self, engine: Engine, blobs: BlobStore, *, inline_limit: int = DEFAULT_INLINE_LIMIT
     ) -> None:
         self._db = SqlDb(engine, blobs, inline_limit)
+        self._writer: GroupCommitWriter | None = None
+        self._writer_lock = threading.Lock()
 
     def __repr__(self) -> str:
         return f"SqlStore({display_url(str(self._db.engine.url))!r})"
@@ -57,6 +65,8 @@ class SqlStore(Store):
         return self._db.blobs
 
     def close(self) -> None:
+        if self._writer is not None:
+            self._writer.close()
         self._db.engine.dispose()
 
     # runs
@@ -147,6 +157,40 @@ class SqlStore(Store):
 
     def get_node(self, run_id: str, node_id: str) -> Node | None:
         return sql_journal.get_node(self._db, run_id, node_id)
+
+    # journal: many writes at once
+
+    @property
+    def journal_writer(self) -> GroupCommitWriter:
+        with self._writer_lock:
+            if self._writer is None:
+                self._writer = GroupCommitWriter(self.write_journal)
+            return self._writer
+
+    def write_journal(self, writes: JournalWrites) -> None:
+        try:
+            with self._db.write() as conn:
+                sql_journal.record_model_calls(self._db, conn, writes.calls)
+                for start in writes.cell_starts:
+                    sql_journal.begin_cell_in(self._db, conn, start, "executing")
+                for finish in writes.cell_finishes:
+                    sql_journal.finish_cell_in(
+                        self._db,
+                        conn,
+                        finish.key,
+                        finish.status,
+                        finish.output,
+                        finish.error,
+                        finish.meta,
+                    )
+                if writes.events:
+                    sql_events.append_events_in(conn, writes.events)
+        except IntegrityError:
+            runs = {c.run_id for c in writes.calls} | {c.run_id for c in writes.cell_starts}
+            raise RunNotFoundError(", ".join(sorted(runs))) from None
+
+    def load_journal(self, run_id: str) -> JournalSnapshot:
+        return sql_journal.load_journal(self._db, run_id)
 
     # journal: cells
 

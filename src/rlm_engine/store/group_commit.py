@@ -1,0 +1,163 @@
+"""Group commit: one writer thread commits the journal writes of many callers together.
+
+A fan-out of sub-calls finishes in waves; journaling each reply in its own transaction
+made every caller queue for the store's write lock and pay a commit (and, on SQLite, an
+fsync) of its own. Here callers hand their writes to one dedicated thread and wait on a
+future. While the thread commits one group, new writes queue up; the next group takes
+everything queued, in one transaction (`Store.write_journal`). Nobody waits for a timer:
+a lone write is committed at once, and a burst shares commits.
+
+A caller's future is resolved only once its group is committed (durable). If the group's
+transaction fails, every caller of that group gets the error; the thread goes on with the
+next group. Reads that must not overtake queued writes (loading a run's journal) run on the
+same thread with `call`.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Callable
+from concurrent.futures import Future
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+from rlm_engine.store.records import JournalWrites
+
+T = TypeVar("T")
+
+# Writes one group takes at most (a deep backlog is committed in several transactions).
+MAX_GROUP = 4096
+
+
+@dataclass(frozen=True, slots=True)
+class _Write:
+    writes: JournalWrites
+    future: Future[None]
+
+
+@dataclass(frozen=True, slots=True)
+class _Call:
+    fn: Callable[[], Any]
+    future: Future[Any]
+
+
+class GroupCommitWriter:
+    """The writer thread of one store. Thread-safe; `submit` and `call` never block."""
+
+    def __init__(
+        self, commit: Callable[[JournalWrites], None], *, name: str = "rlm-journal-writer"
+    ) -> None:
+        self._commit = commit
+        self._name = name
+        self._cond = threading.Condition()
+        self._queue: list[_Write | _Call] = []
+        self._thread: threading.Thread | None = None
+        self._pid = os.getpid()
+        self._closed = False
+        self.groups_committed = 0
+        """Transactions committed (for tests and benchmarks)."""
+        self.groups_failed = 0
+        self.writes_committed = 0
+
+    def submit(self, writes: JournalWrites) -> Future[None]:
+        """Queue writes; the future resolves once they are committed (or with the error)."""
+        future: Future[None] = Future()
+        self._enqueue(_Write(writes, future))
+        return future
+
+    def call(self, fn: Callable[[], T]) -> Future[T]:
+        """Run ``fn`` on the writer thread, after every write queued before it."""
+        future: Future[T] = Future()
+        self._enqueue(_Call(fn, future))
+        return future
+
+    def close(self) -> None:
+        """Commit what is queued, then stop the thread. Later submits fail."""
+        with self._cond:
+            self._closed = True
+            self._cond.notify_all()
+            thread = self._thread
+        if thread is not None and thread is not threading.current_thread():
+            thread.join()
+
+    def _enqueue(self, item: _Write | _Call) -> None:
+        with self._cond:
+            if self._closed:
+                raise RuntimeError("the store's journal writer is closed")
+            if self._pid != os.getpid():  # a forked child starts its own thread
+                self._pid, self._thread, self._queue = os.getpid(), None, []
+            self._queue.append(item)
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._run, name=self._name, daemon=True)
+                self._thread.start()
+            self._cond.notify()
+
+    def _take(self) -> list[_Write | _Call] | None:
+        with self._cond:
+            while not self._queue:
+                if self._closed:
+                    return None
+                self._cond.wait()
+            taken: list[_Write | _Call] = []
+            count = 0
+            while self._queue and count < MAX_GROUP:
+                item = self._queue[0]
+                if isinstance(item, _Call) and taken:
+                    break  # a read runs after the writes queued before it, alone
+                taken.append(self._queue.pop(0))
+                if isinstance(item, _Call):
+                    break
+                count += len(item.writes) or 1
+            return taken
+
+    def _run(self) -> None:
+        while True:
+            taken = self._take()
+            if taken is None:
+                return
+            first = taken[0]
+            if isinstance(first, _Call):
+                _settle(first.future, first.fn)
+            else:
+                self._commit_group([item for item in taken if isinstance(item, _Write)])
+
+    def _commit_group(self, group: list[_Write]) -> None:
+        # A caller that stopped waiting (cancelled) still gets its writes committed.
+        waiting = [w.future for w in group if w.future.set_running_or_notify_cancel()]
+        merged = _merge([w.writes for w in group])
+        try:
+            self._commit(merged)
+        except BaseException as exc:
+            self.groups_failed += 1
+            for future in waiting:
+                future.set_exception(exc)
+            if not isinstance(exc, Exception):
+                raise
+            return
+        self.groups_committed += 1
+        self.writes_committed += len(merged)
+        for future in waiting:
+            future.set_result(None)
+
+
+def _settle(future: Future[Any], fn: Callable[[], Any]) -> None:
+    if not future.set_running_or_notify_cancel():
+        return
+    try:
+        result = fn()
+    except Exception as exc:
+        future.set_exception(exc)
+    else:
+        future.set_result(result)
+
+
+def _merge(batches: list[JournalWrites]) -> JournalWrites:
+    if len(batches) == 1:
+        return batches[0]
+    return JournalWrites(
+        calls=[c for b in batches for c in b.calls],
+        cell_starts=[c for b in batches for c in b.cell_starts],
+        cell_finishes=[c for b in batches for c in b.cell_finishes],
+        events=[e for b in batches for e in b.events],
+    )

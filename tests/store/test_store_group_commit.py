@@ -1,0 +1,246 @@
+"""Group commit: journal writes of concurrent callers share transactions (SQLite, Postgres)."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from concurrent.futures import Future, wait
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+from store_support import new_run, python
+
+from rlm_engine.events import RunStarted
+from rlm_engine.store import JournalConflictError, RunNotFoundError, SqlStore, open_store
+from rlm_engine.store.group_commit import GroupCommitWriter
+from rlm_engine.store.records import CellFinish, CellStart, JournalWrites, ModelCall
+
+
+def started() -> RunStarted:
+    return RunStarted(run_id="run-1", question="q", model="m", sub_model="m")
+
+
+def call(node_id: str, run_id: str = "run-1", request_hash: str = "h") -> ModelCall:
+    return ModelCall(
+        run_id=run_id,
+        node_id=node_id,
+        kind="llm",
+        request_hash=request_hash,
+        response=f"answer of {node_id}",
+        parent_id="r/1",
+        model="m",
+    )
+
+
+class Commits:
+    """Counts the engine's committed transactions."""
+
+    def __init__(self, engine: sa.Engine) -> None:
+        self.count = 0
+        self._engine = engine
+        sa.event.listen(engine, "commit", self._on_commit)
+
+    def _on_commit(self, _conn: Any) -> None:
+        self.count += 1
+
+    def close(self) -> None:
+        sa.event.remove(self._engine, "commit", self._on_commit)
+
+
+@pytest.fixture
+def commits(store: SqlStore) -> Iterator[Commits]:
+    counter = Commits(store.engine)
+    yield counter
+    counter.close()
+
+
+def hold(writer: GroupCommitWriter) -> threading.Event:
+    """Keep the writer thread busy until the returned event is set (writes queue meanwhile)."""
+    release = threading.Event()
+    busy = threading.Event()
+
+    def block() -> None:
+        busy.set()
+        release.wait(10)
+
+    writer.call(block)
+    assert busy.wait(10)
+    return release
+
+
+def test_concurrent_writes_are_committed_in_one_transaction(
+    store: SqlStore, commits: Commits
+) -> None:
+    new_run(store)
+    writer = store.journal_writer
+    release = hold(writer)
+    futures = [writer.submit(JournalWrites(calls=[call(f"r/1/{i}")])) for i in range(50)]
+    futures.append(writer.submit(JournalWrites(events=[started()])))
+    assert not any(f.done() for f in futures)
+    before = commits.count
+    release.set()
+    for f in futures:
+        f.result(10)
+    assert commits.count - before == 1
+    assert writer.groups_committed == 1 and writer.writes_committed == 51
+    assert all(store.find_model_call("run-1", f"r/1/{i}") is not None for i in range(50))
+    assert [e.type for e in store.list_events("run-1")] == ["run_started"]
+
+
+def test_a_caller_is_released_only_once_its_group_is_committed(store: SqlStore) -> None:
+    new_run(store)
+    entered, release = threading.Event(), threading.Event()
+
+    def commit_slowly(_conn: Any) -> None:
+        if threading.current_thread().name == "rlm-journal-writer" and not release.is_set():
+            entered.set()
+            release.wait(10)
+
+    sa.event.listen(store.engine, "commit", commit_slowly)
+    try:
+        done = store.journal_writer.submit(JournalWrites(calls=[call("r/1/0")]))
+        assert entered.wait(10)  # the group is written and about to commit
+        assert not done.done()
+        assert store.find_model_call("run-1", "r/1/0") is None  # not visible: not committed
+        release.set()
+        done.result(10)
+        assert store.find_model_call("run-1", "r/1/0") is not None
+    finally:
+        release.set()
+        sa.event.remove(store.engine, "commit", commit_slowly)
+
+
+@pytest.mark.parametrize("bad", ["missing run", "conflict"])
+def test_a_failed_group_fails_every_caller_and_the_writer_goes_on(
+    store: SqlStore, bad: str
+) -> None:
+    new_run(store)
+    store.record_model_call(call("r/1/9"))
+    writer = store.journal_writer
+    release = hold(writer)
+    wrong = call("r/1/0", "no-such-run") if bad == "missing run" else call("r/1/9", "run-1", "h2")
+    expected = RunNotFoundError if bad == "missing run" else JournalConflictError
+    group = [
+        writer.submit(JournalWrites(calls=[call("r/1/1")])),
+        writer.submit(JournalWrites(calls=[wrong])),
+        writer.submit(JournalWrites(calls=[call("r/1/2")])),
+    ]
+    release.set()
+    wait(group, 10)
+    for future in group:
+        with pytest.raises(expected):
+            future.result()
+    # All or nothing: the innocent writes of the failed group are not journaled either.
+    assert store.find_model_call("run-1", "r/1/1") is None
+    assert writer.groups_failed == 1
+    writer.submit(JournalWrites(calls=[call("r/1/3")])).result(10)
+    assert store.find_model_call("run-1", "r/1/3") is not None
+
+
+def test_write_journal_follows_the_single_row_rules(store: SqlStore) -> None:
+    new_run(store)
+    store.record_model_call(call("r/1/0"))
+    first = store.find_model_call("run-1", "r/1/0")
+    # Journaled again with the same request: the first record stands.
+    again = ModelCall(
+        run_id="run-1", node_id="r/1/0", kind="llm", request_hash="h", response="other"
+    )
+    store.write_journal(JournalWrites(calls=[again, call("r/1/1"), call("r/1/1")]))
+    assert store.find_model_call("run-1", "r/1/0") == first
+    found = store.find_model_call("run-1", "r/1/1")
+    assert found is not None and found.response == "answer of r/1/1"
+    with pytest.raises(JournalConflictError):
+        store.write_journal(JournalWrites(calls=[call("r/1/2"), call("r/1/2", request_hash="x")]))
+    long = "x" * 5000  # above the fixture's inline limit: goes to a blob
+    store.write_journal(JournalWrites(calls=[ModelCall("run-1", "r/1/3", "llm", "h", long)]))
+    stored = store.find_model_call("run-1", "r/1/3")
+    assert stored is not None and stored.response == long
+
+
+def test_cells_and_events_go_through_write_journal(store: SqlStore) -> None:
+    new_run(store)
+    start = CellStart("run-1", "r/1", 0, 0, "print(1)", meta={"clock": 5.0})
+    store.write_journal(JournalWrites(cell_starts=[start]))
+    cell = store.get_cell(start.key)
+    assert cell is not None and cell.status == "executing"
+    finish = CellFinish(start.key, "completed", output="1\n", meta={"engine_output_hash": "o"})
+    event = started()
+    store.write_journal(JournalWrites(cell_finishes=[finish], events=[event]))
+    cell = store.get_cell(start.key)
+    assert cell is not None and cell.status == "completed" and cell.output == "1\n"
+    assert cell.meta == {"clock": 5.0, "engine_output_hash": "o"}
+    assert len(store.list_events("run-1")) == 1
+    store.write_journal(JournalWrites(cell_finishes=[finish]))  # the same outcome: a no-op
+    with pytest.raises(JournalConflictError):
+        store.write_journal(JournalWrites(cell_starts=[start]))
+
+
+def test_load_journal_reads_finished_calls_and_every_cell(store: SqlStore) -> None:
+    new_run(store)
+    store.write_journal(JournalWrites(calls=[call(f"r/1/{i}") for i in range(3)]))
+    store.write_journal(
+        JournalWrites(
+            cell_starts=[CellStart("run-1", "r/1", 0, 0, "a"), CellStart("run-1", "r/2", 0, 0, "b")]
+        )
+    )
+    snapshot = store.load_journal("run-1")
+    assert sorted(snapshot.calls) == ["r/1/0", "r/1/1", "r/1/2"]
+    assert snapshot.calls["r/1/2"].response == "answer of r/1/2"
+    assert [(c.node_id, c.code) for c in snapshot.cells] == [("r/1", "a"), ("r/2", "b")]
+    assert store.load_journal("no-such-run").calls == {}
+
+
+def test_close_commits_what_is_queued(store_url: str, store_home: Any) -> None:
+    store = open_store(store_url, store_home)
+    new_run(store)
+    futures: list[Future[None]] = [
+        store.journal_writer.submit(JournalWrites(calls=[call(f"r/1/{i}")])) for i in range(20)
+    ]
+    store.close()
+    assert all(f.done() and f.exception() is None for f in futures)
+    reopened = open_store(store_url, store_home)
+    try:
+        assert len(reopened.load_journal("run-1").calls) == 20
+    finally:
+        reopened.close()
+
+
+_WRITER = """
+import sys
+from pathlib import Path
+from rlm_engine.store import open_store
+from rlm_engine.store.records import JournalWrites, ModelCall
+store = open_store(sys.argv[1], Path(sys.argv[2]))
+run_id = sys.argv[3]
+futures = [
+    store.journal_writer.submit(
+        JournalWrites(calls=[ModelCall(run_id, f"r/1/{i}", "llm", "h", "a", parent_id="r/1")])
+    )
+    for i in range(300)
+]
+for f in futures:
+    f.result(60)
+print(store.journal_writer.groups_committed)
+store.close()
+"""
+
+
+def test_group_commit_is_correct_with_writers_in_other_processes(
+    store: SqlStore, store_url: str, store_home: Any
+) -> None:
+    runs = [new_run(store, f"run-{i}") for i in range(3)]
+    procs = [python(_WRITER, store_url, str(store_home), run_id) for run_id in runs]
+    # This process writes to the first run at the same time.
+    futures = [
+        store.journal_writer.submit(JournalWrites(calls=[call(f"r/2/{i}", runs[0])]))
+        for i in range(300)
+    ]
+    outputs = [p.communicate(timeout=60) for p in procs]
+    for proc, (out, err) in zip(procs, outputs, strict=True):
+        assert proc.returncode == 0, err
+        assert 1 <= int(out) <= 300
+    for f in futures:
+        f.result(60)
+    counts = [len(store.load_journal(run_id).calls) for run_id in runs]
+    assert counts == [600, 300, 300]
