@@ -7,30 +7,9 @@ at temperature 0, or always with ``--response-cache on``. The cache grows until 
 from __future__ import annotations
 
 import argparse
-from typing import Any
 
 from rlm_engine.cli.store_access import cli_store, print_json
 from rlm_engine.errors import ConfigurationError
-
-
-def register(subparsers: Any) -> None:
-    p: argparse.ArgumentParser = subparsers.add_parser(
-        "cache", help="show or clear the response cache kept in the store"
-    )
-    sub = p.add_subparsers(dest="cache_command", metavar="ACTION", required=True)
-    stats = sub.add_parser("stats", help="entries and hits per model")
-    stats.add_argument("--json", action="store_true")
-    stats.set_defaults(handler=cache_stats)
-    clear = sub.add_parser("clear", help="forget cached replies")
-    clear.add_argument("--model", metavar="M", help="only this model's (as given to rlm ask)")
-    clear.add_argument(
-        "--unused-for-days",
-        type=float,
-        metavar="D",
-        help="only replies not reused for D days",
-    )
-    clear.add_argument("--json", action="store_true")
-    clear.set_defaults(handler=cache_clear)
 
 
 def cache_stats(args: argparse.Namespace) -> int:

@@ -11,7 +11,6 @@ import argparse
 import random
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
 from rlm_engine.cli.ask import print_result
 from rlm_engine.cli.progress import Progress
@@ -58,16 +57,6 @@ working, not a model's reasoning. To ask a real model:
 
 `rlm models` shows which providers are configured; `rlm runs list` shows recorded runs.
 """
-
-
-def register(subparsers: Any) -> None:
-    p: argparse.ArgumentParser = subparsers.add_parser(
-        "demo", help="run an RLM offline with a scripted model"
-    )
-    p.add_argument("--lines", type=int, default=60_000, help="size of the generated log")
-    p.add_argument("--json", action="store_true")
-    p.add_argument("--verbose", action="store_true")
-    p.set_defaults(handler=run_demo)
 
 
 def write_demo_log(path: Path, lines: int, seed: int = 11) -> None:

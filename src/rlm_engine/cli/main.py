@@ -1,4 +1,9 @@
-"""The ``rlm`` command: a registry of sub-commands, each in its own module."""
+"""The ``rlm`` command: a registry of sub-commands, each in its own module.
+
+Building the parser imports only the commands' argument definitions
+(`rlm_engine.cli.commands`); a command's implementation, with the store, the engine and the
+SDKs it needs, is imported when that command runs.
+"""
 
 from __future__ import annotations
 
@@ -10,18 +15,18 @@ from importlib import import_module
 
 from rlm_engine.errors import ConfigurationError, RLMError
 
-# Sub-command modules; each exposes ``register(subparsers)`` which sets ``handler``.
+# Argument modules; each exposes ``register(subparsers)``, which sets a lazy ``handler``.
 COMMANDS: tuple[str, ...] = (
-    "rlm_engine.cli.ask",
-    "rlm_engine.cli.bench",
-    "rlm_engine.cli.cache",
-    "rlm_engine.cli.demo",
-    "rlm_engine.cli.memory",
-    "rlm_engine.cli.models",
-    "rlm_engine.cli.runs",
-    "rlm_engine.cli.resume",
-    "rlm_engine.cli.sessions",
-    "rlm_engine.cli.sim",
+    "rlm_engine.cli.commands.ask",
+    "rlm_engine.cli.commands.bench",
+    "rlm_engine.cli.commands.cache",
+    "rlm_engine.cli.commands.demo",
+    "rlm_engine.cli.commands.memory",
+    "rlm_engine.cli.commands.models",
+    "rlm_engine.cli.commands.runs",
+    "rlm_engine.cli.commands.resume",
+    "rlm_engine.cli.commands.sessions",
+    "rlm_engine.cli.commands.sim",
 )
 
 Handler = Callable[[argparse.Namespace], int]

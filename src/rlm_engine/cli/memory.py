@@ -21,24 +21,6 @@ class UnknownMemoryKeyError(ConfigurationError):
     """`rlm memory get` of a key nothing was remembered under."""
 
 
-def register(subparsers: Any) -> None:
-    p: argparse.ArgumentParser = subparsers.add_parser(
-        "memory", help="get, set and list remembered values (per session or per user)"
-    )
-    sub = p.add_subparsers(dest="memory_command", metavar="ACTION", required=True)
-
-    get = sub.add_parser("get", help="print one value")
-    get.add_argument("key")
-    set_ = sub.add_parser("set", help="remember a value (JSON if it parses, else a string)")
-    set_.add_argument("key")
-    set_.add_argument("value")
-    lst = sub.add_parser("list", help="every key and value in the scope")
-    for parser, handler in ((get, memory_get), (set_, memory_set), (lst, memory_list)):
-        parser.add_argument("--session", metavar="NAME", help="session scope (default: user)")
-        parser.add_argument("--json", action="store_true")
-        parser.set_defaults(handler=handler)
-
-
 def user_name() -> str:
     """The OS user the user scope belongs to."""
     try:

@@ -12,14 +12,6 @@ if TYPE_CHECKING:
     from rlm_engine.lm.registry import ProviderInfo
 
 
-def register(subparsers: Any) -> None:
-    p: argparse.ArgumentParser = subparsers.add_parser(
-        "models", help="list providers and whether they are configured"
-    )
-    p.add_argument("--json", action="store_true")
-    p.set_defaults(handler=run_models)
-
-
 def _as_dict(info: ProviderInfo) -> dict[str, Any]:
     return {
         "provider": info.name,

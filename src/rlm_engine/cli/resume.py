@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-from typing import Any
 
 from rlm_engine.cli.progress import Progress
 from rlm_engine.cli.run_setup import (
@@ -22,28 +21,6 @@ from rlm_engine.engine.result import RunResult
 from rlm_engine.errors import ConfigurationError
 from rlm_engine.settings import Settings
 from rlm_engine.store.errors import RunNotResumableError
-
-
-def register_resume(runs_subparsers: Any) -> None:
-    """Adds ``resume`` under ``rlm runs``."""
-    p: argparse.ArgumentParser = runs_subparsers.add_parser(
-        "resume", help="finish an interrupted run, reusing every journaled model call"
-    )
-    p.add_argument("run_id")
-    p.add_argument("--json", action="store_true")
-    p.add_argument("--verbose", action="store_true")
-    p.set_defaults(handler=run_resume)
-
-
-def register(subparsers: Any) -> None:
-    """Adds the top-level ``replay`` command."""
-    p: argparse.ArgumentParser = subparsers.add_parser(
-        "replay", help="re-run a recorded run offline from its journal, with no model calls"
-    )
-    p.add_argument("run_id")
-    p.add_argument("--json", action="store_true")
-    p.add_argument("--verbose", action="store_true")
-    p.set_defaults(handler=run_replay)
 
 
 def run_resume(args: argparse.Namespace) -> int:

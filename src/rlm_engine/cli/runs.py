@@ -1,7 +1,8 @@
 """``rlm runs``: list, inspect, export and delete the runs kept in the durable store, and
-free the blobs deleted runs leave behind.
+free the blobs deleted runs leave behind (``resume`` is in ``rlm_engine.cli.resume``).
 
-``resume`` is registered here too, from ``rlm_engine.cli.resume``.
+The export, tree and garbage-collection modules are imported by the commands that use them,
+so ``rlm runs list`` loads only the store.
 """
 
 from __future__ import annotations
@@ -11,70 +12,11 @@ import sys
 import time
 from dataclasses import asdict
 from pathlib import Path
-from typing import Any, cast, get_args
+from typing import Any, cast
 
-from rlm_engine.cli.resume import register_resume
 from rlm_engine.cli.store_access import UnknownRunError, cli_store, print_json, require_run
 from rlm_engine.errors import ConfigurationError
-from rlm_engine.store.export import EXPORT_FORMATS, cell_record, event_record, export_run
-from rlm_engine.store.export_tree import build_tree, render_tree
-from rlm_engine.store.gc import collect_garbage
-from rlm_engine.store.records import Run, RunStatus
-
-RUN_STATUSES: tuple[str, ...] = get_args(RunStatus)
-
-
-def register(subparsers: Any) -> None:
-    p: argparse.ArgumentParser = subparsers.add_parser(
-        "runs", help="list, inspect, export, resume and delete recorded runs"
-    )
-    sub = p.add_subparsers(dest="runs_command", metavar="ACTION", required=True)
-
-    lst = sub.add_parser("list", help="runs, newest first")
-    lst.add_argument("--json", action="store_true", help="print a JSON list")
-    lst.add_argument("--limit", type=int, default=50, metavar="N")
-    lst.add_argument("--status", choices=RUN_STATUSES)
-    lst.add_argument("--session", metavar="NAME", help="only runs of this session")
-    lst.set_defaults(handler=run_list)
-
-    show = sub.add_parser("show", help="one run with its events and cells")
-    show.add_argument("run_id")
-    show.add_argument("--json", action="store_true")
-    show.set_defaults(handler=run_show)
-
-    tree = sub.add_parser("tree", help="a run's call tree: turns, cells, sub-calls")
-    tree.add_argument("run_id")
-    tree.add_argument("--json", action="store_true")
-    tree.set_defaults(handler=run_tree)
-
-    export = sub.add_parser("export", help="write a run as a notebook, JSONL or Markdown")
-    export.add_argument("run_id")
-    export.add_argument("--format", choices=EXPORT_FORMATS, required=True, dest="fmt")
-    export.add_argument("-o", "--output", required=True, metavar="FILE", help="'-': stdout")
-    export.set_defaults(handler=run_export)
-
-    delete = sub.add_parser(
-        "delete", help="delete a run with its journal and events (`rlm runs gc` frees blobs)"
-    )
-    delete.add_argument("run_id")
-    delete.add_argument("--yes", action="store_true", help="do not ask for confirmation")
-    delete.add_argument("--json", action="store_true")
-    delete.set_defaults(handler=run_delete)
-
-    gc = sub.add_parser(
-        "gc", help="free stored blobs and pinned contexts that no run refers to any more"
-    )
-    gc.add_argument(
-        "--grace-hours",
-        type=float,
-        default=1.0,
-        metavar="H",
-        help="keep anything stored in the last H hours (default 1: runs in flight)",
-    )
-    gc.add_argument("--json", action="store_true")
-    gc.set_defaults(handler=run_gc)
-
-    register_resume(sub)
+from rlm_engine.store.records import Run
 
 
 def run_summary(run: Run) -> dict[str, Any]:
@@ -129,6 +71,8 @@ def run_list(args: argparse.Namespace) -> int:
 
 
 def run_show(args: argparse.Namespace) -> int:
+    from rlm_engine.store.export import cell_record, event_record
+
     with cli_store() as store:
         store.mark_interrupted_runs()
         run = require_run(store, args.run_id)
@@ -167,6 +111,8 @@ def run_show(args: argparse.Namespace) -> int:
 
 
 def run_tree(args: argparse.Namespace) -> int:
+    from rlm_engine.store.export_tree import build_tree, render_tree
+
     with cli_store() as store:
         store.mark_interrupted_runs()
         require_run(store, args.run_id)
@@ -183,6 +129,8 @@ def run_tree(args: argparse.Namespace) -> int:
 
 
 def run_export(args: argparse.Namespace) -> int:
+    from rlm_engine.store.export import export_run
+
     with cli_store() as store:
         require_run(store, args.run_id)
         text = export_run(store, args.run_id, cast(str, args.fmt))
@@ -226,6 +174,8 @@ def run_delete(args: argparse.Namespace) -> int:
 
 
 def run_gc(args: argparse.Namespace) -> int:
+    from rlm_engine.store.gc import collect_garbage
+
     hours: float = args.grace_hours
     if hours < 0:
         raise ConfigurationError("--grace-hours must not be negative")

@@ -15,28 +15,6 @@ from rlm_engine.store.records import MemoryScope, Session
 SESSION_RUNS_SHOWN = 50
 
 
-def register(subparsers: Any) -> None:
-    p: argparse.ArgumentParser = subparsers.add_parser(
-        "sessions", help="list, show and delete named sessions"
-    )
-    sub = p.add_subparsers(dest="sessions_command", metavar="ACTION", required=True)
-
-    lst = sub.add_parser("list", help="sessions, most recently used first")
-    lst.add_argument("--json", action="store_true")
-    lst.add_argument("--limit", type=int, default=100, metavar="N")
-    lst.set_defaults(handler=sessions_list)
-
-    show = sub.add_parser("show", help="one session: its data, memory and runs")
-    show.add_argument("name")
-    show.add_argument("--json", action="store_true")
-    show.set_defaults(handler=sessions_show)
-
-    delete = sub.add_parser("delete", help="delete a session and its memory (runs stay)")
-    delete.add_argument("name")
-    delete.add_argument("--json", action="store_true")
-    delete.set_defaults(handler=sessions_delete)
-
-
 def session_summary(session: Session) -> dict[str, Any]:
     """What `rlm sessions list --json` gives per session."""
     return {

@@ -10,16 +10,14 @@ from __future__ import annotations
 import json
 from dataclasses import asdict
 from pathlib import Path
-from typing import Any, Literal, get_args
+from typing import Any
 
 from rlm_engine.errors import ConfigurationError
+from rlm_engine.store.export_formats import EXPORT_FORMATS
 from rlm_engine.store.export_notebook import fence, notebook_text
 from rlm_engine.store.export_recording import Recording, RootCell, RootTurn, load_recording
 from rlm_engine.store.protocol import Store
 from rlm_engine.store.records import Cell, StoredEvent
-
-ExportFormat = Literal["ipynb", "jsonl", "md"]
-EXPORT_FORMATS: tuple[str, ...] = get_args(ExportFormat)
 
 
 def event_record(event: StoredEvent) -> dict[str, Any]:

@@ -12,8 +12,6 @@ import json
 import re
 from typing import Any
 
-import nbformat
-
 from rlm_engine.store.export_context import context_lines
 from rlm_engine.store.export_recording import Recording, RootCell, RootTurn
 from rlm_engine.store.export_replay import setup_cell_source
@@ -169,6 +167,8 @@ def build_notebook(store: Store, recording: Recording) -> dict[str, Any]:
 
 def notebook_text(store: Store, recording: Recording) -> str:
     """The notebook as .ipynb JSON; raises `nbformat.ValidationError` if it is invalid."""
+    import nbformat  # only here: it takes a while to import, and only this export needs it
+
     notebook = build_notebook(store, recording)
     nbformat.validate(notebook)
     # The layout `nbformat.write` uses (indent 1, sorted keys), without its untyped API.

@@ -1,0 +1,107 @@
+"""Start-up stays cheap: importing the package, building the CLI parser and the commands that
+need no store or SDK load none of the heavy dependencies.
+
+Each check runs in a fresh interpreter and looks at ``sys.modules`` (not at the clock, which
+depends on the machine)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import get_args
+
+import pytest
+
+HEAVY = (
+    "sqlalchemy",
+    "alembic",
+    "openai",
+    "aiohttp",
+    "httpx",
+    "anthropic",
+    "google.genai",
+    "litellm",
+    "rich",
+    "genai_prices",
+    "matplotlib",
+    "numpy",
+    "nbformat",
+    "opentelemetry",
+    "ray",
+    "docker",
+    "modal",
+    "pydantic",
+    "psycopg",
+    "fastapi",
+)
+# What a command that reads the store may load on top of the standard library.
+STORE_ONLY = tuple(m for m in HEAVY if m not in ("sqlalchemy", "pydantic"))
+
+PROBE = """
+import contextlib, io, json, sys
+{code}
+heavy = {heavy!r}
+print(json.dumps(sorted(m for m in sys.modules if m.split(".")[0] in heavy or m in heavy)))
+"""
+
+
+def loaded(
+    code: str, heavy: tuple[str, ...] = HEAVY, env: dict[str, str] | None = None
+) -> list[str]:
+    """The heavy modules loaded after running ``code`` in a fresh interpreter."""
+    out = subprocess.run(
+        [sys.executable, "-c", PROBE.format(code=code, heavy=heavy)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+        env=env,
+    )
+    return json.loads(out.stdout.splitlines()[-1])
+
+
+def run_cli(argv: list[str]) -> str:
+    """Code that runs ``rlm ARGV`` in-process, its output and exit swallowed."""
+    return (
+        "from rlm_engine.cli.main import main\n"
+        "out, err = io.StringIO(), io.StringIO()\n"
+        "with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):\n"
+        "    try:\n"
+        f"        main({argv!r})\n"
+        "    except SystemExit:\n"
+        "        pass\n"
+    )
+
+
+@pytest.mark.parametrize(
+    "code",
+    [
+        "import rlm_engine",
+        "import rlm_engine.cli.main",
+        "from rlm_engine.cli.main import build_parser; build_parser()",
+    ],
+)
+def test_imports_load_no_heavy_module(code: str) -> None:
+    assert loaded(code) == []
+
+
+@pytest.mark.parametrize("argv", [["--help"], ["runs", "--help"], ["ask", "--help"], ["models"]])
+def test_light_commands_load_no_heavy_module(argv: list[str]) -> None:
+    assert loaded(run_cli(argv)) == []
+
+
+def test_runs_list_loads_the_store_but_no_sdk_or_alembic(tmp_path: Path) -> None:
+    env = {"RLM_HOME": str(tmp_path), "PATH": os.environ.get("PATH", "")}
+    # The first open migrates a fresh store (with Alembic); the next ones find it current.
+    loaded(run_cli(["runs", "list"]), env=env)
+    assert loaded(run_cli(["runs", "list"]), STORE_ONLY, env=env) == []
+
+
+def test_parser_run_statuses_match_the_store() -> None:
+    from rlm_engine.cli.commands.runs import RUN_STATUSES
+    from rlm_engine.store.records import RunStatus
+
+    assert get_args(RunStatus) == RUN_STATUSES
