@@ -8,6 +8,7 @@ Nothing else of the host is writable except an optional workspace.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import os
@@ -52,9 +53,9 @@ class Launch:
 
 
 @functools.cache
-def interpreter_paths(python: str) -> tuple[str, ...]:
-    """Directories the interpreter needs readable: its prefixes and import path
-    (asked of the interpreter itself, once per interpreter)."""
+def _interpreter_probe(python: str) -> tuple[str, ...]:
+    """The interpreter's prefixes and its ``python -I`` import path (asked of the
+    interpreter itself, once per interpreter): ``(prefix, base_prefix, root, *sys.path)``."""
     code = (
         "import json, os, sys; print(json.dumps([sys.prefix, sys.base_prefix, "
         "os.path.dirname(os.path.dirname(os.path.realpath(sys.executable)))] + sys.path))"
@@ -73,10 +74,20 @@ def interpreter_paths(python: str) -> tuple[str, ...]:
                 f"the REPL worker failed to start: the interpreter {python!r} exited with "
                 f"code {done.returncode}. Its output:\n{output}"
             )
-        found = [str(path) for path in json.loads(done.stdout)]
+        return tuple(str(path) for path in json.loads(done.stdout))
     except (OSError, subprocess.SubprocessError, ValueError) as exc:
         raise SandboxError(f"cannot start the REPL worker {python!r}: {exc}") from None
-    return _minimal_dirs(found)
+
+
+def interpreter_paths(python: str) -> tuple[str, ...]:
+    """Directories the interpreter needs readable: its prefixes and import path."""
+    return _minimal_dirs(_interpreter_probe(python))
+
+
+def interpreter_sys_path(python: str) -> tuple[str, ...]:
+    """The import path ``python -I`` has once ``site`` has run (site-packages and what
+    their ``.pth`` files add): the worker starts with ``-S`` and is given this instead."""
+    return _interpreter_probe(python)[3:]
 
 
 def _minimal_dirs(paths: Sequence[str]) -> tuple[str, ...]:
@@ -132,9 +143,70 @@ def _readable_binds(dirs: Sequence[str]) -> list[str]:
     return args
 
 
+# Every module of this package the worker may import: at its start, for a context,
+# for the replay-stable clock and for Landlock.
+WORKER_MODULES = (
+    "rlm_engine",
+    "rlm_engine.sandbox",
+    "rlm_engine.sandbox.corpus",
+    "rlm_engine.sandbox.landlock",
+    "rlm_engine.sandbox.large_text",
+    "rlm_engine.sandbox.wire",
+    "rlm_engine.sandbox.worker",
+    "rlm_engine.sandbox.worker_cell",
+    "rlm_engine.sandbox.worker_channel",
+    "rlm_engine.sandbox.worker_clock",
+    "rlm_engine.sandbox.worker_context",
+    "rlm_engine.sandbox.worker_limits",
+    "rlm_engine.sandbox.worker_names",
+    "rlm_engine.sandbox.worker_workspace",
+)
+
+
+def worker_sources() -> list[Path]:
+    """The source files of ``WORKER_MODULES`` in this installation."""
+    package = Path(__file__).resolve().parent.parent
+    sources: list[Path] = []
+    for name in WORKER_MODULES:
+        parts = name.split(".")[1:]
+        folder = package.joinpath(*parts)
+        sources.append(folder / "__init__.py" if folder.is_dir() else folder.with_suffix(".py"))
+    return sources
+
+
+@functools.cache
+def cache_worker_bytecode() -> None:
+    """Write the bytecode of the worker's modules next to them where it is missing or
+    stale (once per process; blocking).
+
+    An isolated worker reads this package through a read-only bind as another uid, so it
+    can never cache bytecode itself and would compile these modules from source at every
+    start (tens of milliseconds); an unisolated worker writes the same files on its own.
+    Where the package is not writable (a system install ships its bytecode), nothing
+    changes."""
+    import compileall
+
+    for source in worker_sources():
+        with contextlib.suppress(OSError):
+            compileall.compile_file(str(source), quiet=2)
+
+
+WORKER_BOOT = (
+    "import sys; sys.path[:] = {path!r}; "
+    "from rlm_engine.sandbox.worker import main; raise SystemExit(main())"
+)
+
+
 def worker_argv(python: str, extra: Sequence[str]) -> list[str]:
-    """The worker command itself, identical under every level."""
-    return [python, "-I", "-m", "rlm_engine.sandbox.worker", *extra]
+    """The worker command itself, identical under every level.
+
+    ``-I`` ignores the environment and the user's site directory; ``-S`` skips ``site``
+    (scanning site-packages and running its ``.pth`` files costs milliseconds at every
+    start): the import path it would have built is passed in, so the REPL imports exactly
+    what it could before. The worker adds the builtins ``site`` would (``exit``, ``help``).
+    """
+    boot = WORKER_BOOT.format(path=list(interpreter_sys_path(python)))
+    return [python, "-I", "-S", "-c", boot, *extra]
 
 
 def _setpriv(caps: Capabilities, uid: int) -> list[str]:

@@ -17,6 +17,7 @@ from rlm_engine.sandbox.isolation import IsolationLevel, IsolationMode, choose_l
 from rlm_engine.sandbox.launcher import (
     Launch,
     bubblewrap_launch,
+    cache_worker_bytecode,
     unshare_launch,
     worker_argv,
 )
@@ -95,6 +96,7 @@ def prepare_worker(options: WorkerOptions, workdir_parent: Path | None) -> Prepa
     create the private directory and build the command line. Blocking (file system)."""
     caps = probe(options.bwrap_path)
     level = choose_level(options.isolation, caps)
+    cache_worker_bytecode()
     limits = options.limits
     workdir = Path(tempfile.mkdtemp(prefix="rlm-sandbox-", dir=workdir_parent))
     prepared: PreparedWorker | None = None

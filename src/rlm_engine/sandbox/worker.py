@@ -1,8 +1,10 @@
 """The REPL worker: runs the cells of one sandbox in a persistent namespace (stdlib only).
 
-The host starts it as::
+The host starts it as (``launcher.worker_argv``)::
 
-    python -I -m rlm_engine.sandbox.worker --fds IN,OUT [--output-cap N] [--tools a,b]
+    python -I -S -c "<set sys.path; run main()>" --fds IN,OUT [--output-cap N] [--tools a,b]
+
+``python -I -m rlm_engine.sandbox.worker ...`` works the same.
 
 ``IN`` and ``OUT`` are the dedicated protocol pipes (see ``wire``); fd 1 and 2 are a plain
 pipe the host drains, so printing can never forge a frame. Cells run in the main thread so
@@ -22,8 +24,7 @@ import threading
 import time
 from typing import Any, cast
 
-from rlm_engine.sandbox import landlock, wire
-from rlm_engine.sandbox.limits import apply_rlimits
+from rlm_engine.sandbox import wire
 from rlm_engine.sandbox.worker_cell import (
     CappedOutput,
     SoftInterrupt,
@@ -33,6 +34,7 @@ from rlm_engine.sandbox.worker_cell import (
 )
 from rlm_engine.sandbox.worker_channel import HostChannel, exit_with_host
 from rlm_engine.sandbox.worker_context import load_context
+from rlm_engine.sandbox.worker_limits import apply_rlimits
 from rlm_engine.sandbox.worker_names import ReplNames, VarsReport
 
 DEFAULT_OUTPUT_CAP = 1_000_000
@@ -168,7 +170,23 @@ def _confine(options: dict[str, str]) -> None:
     if "--rlimits" in options:
         apply_rlimits(options["--rlimits"])
     if options.get("--landlock"):
+        # Only the unshare level asks for Landlock; ctypes is not worth importing otherwise.
+        from rlm_engine.sandbox import landlock
+
         landlock.restrict([path for path in options["--landlock"].split(",") if path])
+
+
+def _site_builtins() -> None:
+    """What ``site`` adds to builtins, for a worker started with ``-S``: cells may call
+    ``exit()`` or ``help()`` as in any Python."""
+    if not sys.flags.no_site:
+        return
+    import _sitebuiltins
+
+    eof = "Ctrl-D (i.e. EOF)"
+    builtins.quit = _sitebuiltins.Quitter("quit", eof)
+    builtins.exit = _sitebuiltins.Quitter("exit", eof)
+    builtins.help = _sitebuiltins._Helper()  # pyright: ignore[reportPrivateUsage]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -182,6 +200,7 @@ def main(argv: list[str] | None = None) -> int:
     hard_cap = int(options.get("--hard-output-cap", "0"))
     tools = [name for name in options.get("--tools", "").split(",") if name]
     _confine(options)
+    _site_builtins()
     os.umask(0o077)
     # Processes the cells spawn must not inherit the protocol pipes.
     os.set_inheritable(in_fd, False)

@@ -10,10 +10,13 @@ import os
 import signal
 import sys
 import threading
-import traceback
 from collections.abc import Callable
 from types import CodeType, FrameType
-from typing import Any, TextIO, cast
+from typing import TYPE_CHECKING, Any, TextIO, cast
+
+if TYPE_CHECKING:
+    # Imported when a cell fails, not at the worker's start (it pulls in a few modules).
+    import traceback
 
 _PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__))
 MAX_ERROR_CHARS = 20_000
@@ -162,6 +165,8 @@ def _compile(code: str, filename: str) -> tuple[CodeType, CodeType | None]:
 
 
 def _strip_worker_frames(exc: traceback.TracebackException) -> None:
+    import traceback
+
     seen: set[int] = set()
     todo: list[traceback.TracebackException | None] = [exc]
     while todo:
@@ -176,6 +181,8 @@ def _strip_worker_frames(exc: traceback.TracebackException) -> None:
 
 def format_error(exc: BaseException) -> str:
     """The traceback the cell's author needs: their frames, not the worker's."""
+    import traceback
+
     summary = traceback.TracebackException.from_exception(exc)
     _strip_worker_frames(summary)
     text = "".join(summary.format())
@@ -200,6 +207,8 @@ def run_cell(
     try:
         body, last = _compile(code, filename)
     except Exception as exc:  # SyntaxError, and ValueError/RecursionError for odd sources
+        import traceback
+
         return "".join(traceback.format_exception_only(type(exc), exc))
     try:
         try:
