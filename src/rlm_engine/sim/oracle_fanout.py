@@ -4,6 +4,11 @@ As the root it writes one cell that sends N sub-calls through ``llm_query_batche
 them inside the REPL and finishes in the format the asking engine expects; as a sub-model
 it replies ``ok``. N comes from ``FANOUT=<n>`` in the question. It measures the engines'
 sub-call machinery, never a model.
+
+With ``TURNS=<n>`` in the question the root instead writes one trivial cell per turn
+(``print(k)  # turn k``) for n turns, then finishes: a loop whose every step costs the
+model nothing, so what it takes is the engine's own per-turn work. The turn number comes
+from the cells already in the request, so the policy keeps no state between requests.
 """
 
 from __future__ import annotations
@@ -14,6 +19,8 @@ from rlm_engine.sim.oracle import ROOT_PROMPT_START
 from rlm_engine.sim.policies import JsonMessage, message_text
 
 _COUNT = re.compile(r"FANOUT=(\d+)")
+_TURNS = re.compile(r"TURNS=(\d+)")
+_TURN_MARK = re.compile(r"# turn (\d+)")
 
 BATCH_CODE = """\
 import time
@@ -31,6 +38,7 @@ _FINISH = {
     "rlms": 'answer["content"] = report\nanswer["ready"] = True',
     "dspy": "SUBMIT(answer=report)",
 }
+_TURNS_DONE = 'report = "turns done"\n'
 
 
 def engine_of(messages: list[JsonMessage]) -> str | None:
@@ -53,16 +61,30 @@ def _dspy_reply(code: str) -> str:
     )
 
 
+def turns_code(text: str, turns: int, engine: str) -> str:
+    """The next cell of a ``TURNS=<n>`` run: the turn after the last one in ``text``."""
+    done = max((int(k) for k in _TURN_MARK.findall(text)), default=0)
+    if done >= turns:
+        return _TURNS_DONE + _FINISH[engine]
+    return f"print({done + 1})  # turn {done + 1}"
+
+
 class FanoutPolicy:
-    """Root: one timed ``llm_query_batched`` cell, then finish. Sub-calls: ``ok``."""
+    """Root: one timed ``llm_query_batched`` cell, then finish (or ``TURNS=<n>`` trivial
+    cells, then finish). Sub-calls: ``ok``."""
 
     def __call__(self, model: str, messages: list[JsonMessage], /) -> str:
         engine = engine_of(messages)
         if engine is None:
             return "ok"
-        found = _COUNT.search("\n".join(message_text(m) for m in messages))
-        count = int(found.group(1)) if found else 16
-        code = BATCH_CODE.format(count=count) + _FINISH[engine]
+        text = "\n".join(message_text(m) for m in messages)
+        turns = _TURNS.search(text)
+        if turns is not None:
+            code = turns_code(text, int(turns.group(1)), engine)
+        else:
+            found = _COUNT.search(text)
+            count = int(found.group(1)) if found else 16
+            code = BATCH_CODE.format(count=count) + _FINISH[engine]
         if engine == "dspy":
             return _dspy_reply(code)
         return f"```repl\n{code}\n```"
