@@ -3,8 +3,10 @@
 Every engine runs against the same simulator process (`rlm sim serve --policy fanout
 --ttft 0.1`): each request takes 100 ms; the root turn writes one cell that sends N
 sub-calls through `llm_query_batched` and times them inside the REPL, then finishes in the
-asking engine's own format. The figure is that in-cell time, best of 2 runs.
-Ideal = ceil(N / concurrency) x 100 ms at the engine's sub-call concurrency.
+asking engine's own format. The figure is that in-cell time, the median of 3 runs interleaved
+across engines. Ideal = ceil(N / concurrency) x 100 ms at the engine's sub-call concurrency.
+Our headline rows are `rlm ask`, the journaled CLI users run (a fresh SQLite store under a
+temporary RLM_HOME per run); `RLM(...).run` without a journal is shown beside it.
 
 The peers live in their own virtual environments (never in this project's):
 
@@ -20,6 +22,7 @@ from __future__ import annotations
 import math
 import os
 import re
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -32,7 +35,7 @@ from rlm_engine import RLM
 
 LATENCY_S = 0.1
 COUNTS = (256, 1024)
-RUNS = 2
+RUNS = 3
 RESULTS = Path(__file__).parent / "results" / "fanout_vs_peers.md"
 RLMS_PYTHON = os.environ.get("PEER_RLMS_PYTHON", "/tmp/peers/rlms/bin/python")
 DSPY_PYTHON = os.environ.get("PEER_DSPY_PYTHON", "/tmp/peers/dspy/bin/python")
@@ -83,6 +86,27 @@ def parse(text: str, count: int) -> float:
     return float(match.group(1))
 
 
+def ours_cli(url: str, count: int, concurrency: int) -> float:
+    """`rlm ask` as users run it: its own process, journaled in a fresh SQLite store."""
+    with tempfile.TemporaryDirectory(prefix="rlm-fanout-") as home:
+        context = Path(home) / "context.txt"
+        context.write_text("fan-out benchmark context")
+        command = [str(Path(sys.executable).with_name("rlm")), "ask", f"FANOUT={count}"]
+        command += ["--model", "sim/sim-model", "--context", str(context)]
+        command += ["--max-concurrency", str(concurrency), "--max-iterations", "3", "--json"]
+        done = subprocess.run(
+            command,
+            env={**os.environ, "RLM_HOME": home, "RLM_SIM_URL": url},
+            capture_output=True,
+            text=True,
+            timeout=600,
+            check=False,
+        )
+    if done.returncode != 0:
+        raise RuntimeError(f"rlm ask exit {done.returncode}: {done.stderr[-800:]}")
+    return parse(done.stdout, count)
+
+
 def ours(url: str, count: int, concurrency: int) -> float:
     env = {"RLM_SIM_URL": url}
     with RLM("sim/sim-model", env=env, max_concurrency=concurrency, max_iterations=3) as rlm:
@@ -109,15 +133,40 @@ def peer(python: str, driver: str, url: str, count: int) -> float:
     return parse(done.stdout, count)
 
 
-def best(measure: Callable[[], float]) -> tuple[float | None, str]:
+def median(samples: list[float | str]) -> tuple[float | None, str]:
+    errors = [s for s in samples if isinstance(s, str)]
+    if errors:  # an engine that cannot run is reported, not faked
+        return None, errors[0]
+    return statistics.median(s for s in samples if not isinstance(s, str)), ""
+
+
+def sample(measure: Callable[[], float]) -> float | str:
     try:
-        return min(measure() for _ in range(RUNS)), ""
-    except Exception as exc:  # a peer that cannot run is reported, not faked
-        return None, f"{type(exc).__name__}: {exc}"
+        return measure()
+    except Exception as exc:
+        return f"{type(exc).__name__}: {exc}"
 
 
 def cell(value: float | None, ideal: float) -> str:
     return "failed (see notes)" if value is None else f"{value:.3f} ({value / ideal:.2f}x)"
+
+
+def engines(url: str, count: int) -> list[tuple[str, int, Callable[[], float]]]:
+    return [
+        ("**`rlm ask`, journaled (SQLite), 64 wide**", 64, partial(ours_cli, url, count, 64)),
+        ("`rlm ask`, journaled (SQLite), 32 wide (default)", 32, partial(ours_cli, url, count, 32)),
+        ("`RLM(...).run`, no journal, 64 wide", 64, partial(ours, url, count, 64)),
+        (
+            "rlms 0.1.3 (batch semaphore 16, default, not settable)",
+            16,
+            partial(peer, RLMS_PYTHON, RLMS_DRIVER, url, count),
+        ),
+        (
+            "dspy.RLM 3.4.1, LocalInterpreter (8 threads, default)",
+            8,
+            partial(peer, DSPY_PYTHON, DSPY_DRIVER, url, count),
+        ),
+    ]
 
 
 def main() -> None:
@@ -127,23 +176,14 @@ def main() -> None:
     try:
         ours(url, 16, 16)  # warm-up: imports and the first sandbox
         for count in COUNTS:
-            engines = [
-                ("rlm-engine, max_concurrency=32 (default)", 32, partial(ours, url, count, 32)),
-                ("rlm-engine, max_concurrency=16", 16, partial(ours, url, count, 16)),
-                (
-                    "rlms 0.1.3 (batch semaphore 16, default)",
-                    16,
-                    partial(peer, RLMS_PYTHON, RLMS_DRIVER, url, count),
-                ),
-                (
-                    "dspy.RLM 3.4.1, LocalInterpreter (8 threads, default)",
-                    8,
-                    partial(peer, DSPY_PYTHON, DSPY_DRIVER, url, count),
-                ),
-            ]
-            for name, concurrency, measure in engines:
+            table = engines(url, count)
+            samples: list[list[float | str]] = [[] for _ in table]
+            for _ in range(RUNS):  # interleaved, so drift on the machine hits every engine
+                for i, (_, _, measure) in enumerate(table):
+                    samples[i].append(sample(measure))
+            for (name, concurrency, _), got in zip(table, samples, strict=True):
                 ideal = math.ceil(count / concurrency) * LATENCY_S
-                value, error = best(measure)
+                value, error = median(got)
                 if error:
                     notes.append(f"- {name}, {count} sub-calls: {error}")
                 rows.append(f"| {count} | {name} | {ideal:.2f} | {cell(value, ideal)} |")
@@ -170,8 +210,10 @@ def write(rows: list[str], notes: list[str]) -> None:
         "One simulator process (`rlm sim serve --policy fanout --ttft 0.1`) serves every "
         "engine; each request takes 100 ms. The root turn writes one REPL cell that sends N "
         "sub-calls with `llm_query_batched` and times them inside the cell; that time is "
-        f"shown, best of {RUNS}. Each engine runs at its default sub-call concurrency "
-        "(ours also at 16, like rlms); ideal = ceil(N / concurrency) x 100 ms. The peers run "
+        f"shown, the median of {RUNS} runs interleaved across engines. Our headline row is "
+        "`rlm ask`, the journaled CLI (its own process, a fresh SQLite store per run); "
+        "`RLM(...).run` without a journal is beside it. The peers run at their defaults; "
+        "ideal = ceil(N / concurrency) x 100 ms. The peers run "
         "from their own virtual environments (see the script's docstring). dspy.RLM runs "
         "with its `LocalInterpreter`: its default Deno + Pyodide interpreter could not start "
         "here, because Deno fetches `https://deno.land/std@0.186.0/io/mod.ts` at start and "
