@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 import sqlalchemy as sa
+from sqlalchemy import event
 from store_support import new_run, python
 
 from rlm_engine.events import RunStarted
@@ -39,13 +40,13 @@ class Commits:
     def __init__(self, engine: sa.Engine) -> None:
         self.count = 0
         self._engine = engine
-        sa.event.listen(engine, "commit", self._on_commit)
+        event.listen(engine, "commit", self._on_commit)
 
     def _on_commit(self, _conn: Any) -> None:
         self.count += 1
 
     def close(self) -> None:
-        sa.event.remove(self._engine, "commit", self._on_commit)
+        event.remove(self._engine, "commit", self._on_commit)
 
 
 @pytest.fixture
@@ -97,7 +98,7 @@ def test_a_caller_is_released_only_once_its_group_is_committed(store: SqlStore) 
             entered.set()
             release.wait(10)
 
-    sa.event.listen(store.engine, "commit", commit_slowly)
+    event.listen(store.engine, "commit", commit_slowly)
     try:
         done = store.journal_writer.submit(JournalWrites(calls=[call("r/1/0")]))
         assert entered.wait(10)  # the group is written and about to commit
@@ -108,7 +109,7 @@ def test_a_caller_is_released_only_once_its_group_is_committed(store: SqlStore) 
         assert store.find_model_call("run-1", "r/1/0") is not None
     finally:
         release.set()
-        sa.event.remove(store.engine, "commit", commit_slowly)
+        event.remove(store.engine, "commit", commit_slowly)
 
 
 @pytest.mark.parametrize("bad", ["missing run", "conflict"])

@@ -23,15 +23,15 @@ from rlm_engine.errors import ContextError, RLMError
 from rlm_engine.events import Event
 from rlm_engine.lm.spec import canonical_model
 from rlm_engine.otel_setup import tracing_from_env
-from rlm_engine.plugins.base import Plugin
+from rlm_engine.plugins.base import CellDecision, CellInfo, Plugin
 from rlm_engine.plugins.chain import load_entry_point_plugins
 from rlm_engine.plugins.defaults import default_plugins
 from rlm_engine.sandbox.base import ContextValue
 from rlm_engine.settings import Settings
 from rlm_engine.store.memory_mapping import StoreMemory
-from rlm_engine.store.pinned_context import pin_context, restore_context
+from rlm_engine.store.pinned_context import BackgroundPin, pinned_entries, restore_context
 from rlm_engine.store.protocol import Store
-from rlm_engine.store.records import MemoryScope, NewRun, Run, RunTotals
+from rlm_engine.store.records import JournalWrites, MemoryScope, NewRun, Run, RunTotals
 from rlm_engine.store.response_cache import StoreResponseCache
 from rlm_engine.types import Completion, Message, ModelSettings
 
@@ -92,6 +92,11 @@ def run_context(store: Store, run: Run, scratch: Path) -> ContextValue:
     (rebuilt under ``scratch``); runs recorded before contexts were pinned use the paths."""
     if run.context_hash is None:
         return context_of(run.settings)
+    if pinned_entries(store, run.context_hash) is None:
+        raise ContextError(
+            f"run {run.run_id} stopped before its context was kept in the store, so the "
+            "bytes it saw cannot be restored exactly; ask the question again"
+        )
     return _as_value(restore_context(store, run.context_hash, scratch))
 
 
@@ -179,7 +184,8 @@ def memory_for(store: Store, session: str | None) -> StoreMemory:
 
 
 class StoreEventSink:
-    """Appends events of the given runs to the store in batches, off the event loop.
+    """Appends events of the given runs to the store in batches, off the event loop,
+    through the store's group-commit writer (so they share commits with the journal).
 
     The journal is what makes a run resumable and is written synchronously; events are the
     audit trail and tolerate losing the last fraction of a second in a crash."""
@@ -200,7 +206,8 @@ class StoreEventSink:
     async def _flush(self) -> None:
         while self._buffer:
             batch, self._buffer = self._buffer, []
-            await asyncio.to_thread(self.store.append_events, batch)
+            done = self.store.journal_writer.submit(JournalWrites(events=batch))
+            await asyncio.wrap_future(done)
 
     async def drain(self) -> None:
         if self._task is not None:
@@ -228,10 +235,15 @@ def open_run(
     question: str,
     run_settings: Mapping[str, Any],
     session: str | None,
-) -> None:
-    """Record a new run, its context pinned in the store first (so resume never depends
-    on the files staying as they are)."""
-    pinned = pin_context(store, run_settings.get("context", []))
+) -> BackgroundPin | None:
+    """Record a new run at once, and start pinning its context in the store (so resume
+    never depends on the files staying as they are) in the background.
+
+    The run refers to its context by the pin's key from the start; pass the pin to
+    `run_and_record`, whose cells wait for the copy and which fails the run if a file
+    changed before it was copied. None when the run has no context."""
+    paths = run_settings.get("context", [])
+    pin = BackgroundPin(store, run_id, paths) if paths else None
     store.create_run(
         NewRun(
             run_id=run_id,
@@ -240,9 +252,10 @@ def open_run(
             sub_model=run_settings.get("sub_model") or run_settings["model"],
             settings=dict(run_settings),
             session=session,
-            context_hash=None if pinned is None else pinned.content_hash,
+            context_hash=None if pin is None else pin.key,
         )
     )
+    return None if pin is None else pin.start()
 
 
 def close_run(store: Store, result: RunResult) -> None:
@@ -269,6 +282,23 @@ async def _heartbeat(store: Store, run_id: str) -> None:
         await asyncio.to_thread(store.heartbeat, run_id)
 
 
+class ContextPinGate(Plugin):
+    """Holds the cells of a run until its context is pinned: the model calls before the
+    first cell need only the context's shape, so they go ahead while the files are copied.
+    A pin that failed stops the run (the plugin is required)."""
+
+    name = "context-pin"
+    required = True
+
+    def __init__(self, pin: BackgroundPin) -> None:
+        self.pin = pin
+
+    async def before_cell(self, cell: CellInfo) -> CellDecision | None:
+        if cell.run_id == self.pin.run_id:
+            await self.pin.wait()
+        return None
+
+
 async def journaled_run(
     rlm: RLM,
     store: Store,
@@ -278,13 +308,23 @@ async def journaled_run(
     question: str,
     context: ContextValue,
     journal: Journal,
+    pin: BackgroundPin | None = None,
 ) -> RunResult:
-    """One run with every step journaled and every event recorded."""
+    """One run with every step journaled and every event recorded; with the `pin` of its
+    context, cells wait for it and the run ends only once the context is kept."""
     sink.run_ids.add(run_id)
     beat = asyncio.create_task(_heartbeat(store, run_id))
+    gate = None if pin is None else ContextPinGate(pin)
+    if gate is not None:
+        rlm.plugins.insert(0, gate)
     try:
-        return await rlm.arun(question, context, run_id=run_id, journal=journal)
+        result = await rlm.arun(question, context, run_id=run_id, journal=journal)
+        if pin is not None:
+            await pin.wait()  # raises what failed it, e.g. a file changed before its copy
+        return result
     finally:
+        if gate is not None:
+            rlm.plugins.remove(gate)
         beat.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await beat
@@ -302,9 +342,11 @@ def run_and_record(
     context: ContextValue,
     journal: Journal,
     before: Callable[[], Awaitable[None]] | None = None,
+    pin: BackgroundPin | None = None,
 ) -> RunResult:
     """Drive one journaled run to its end and record its outcome; a run that fails with an
-    error is recorded as failed with the reason before the error propagates."""
+    error is recorded as failed with the reason before the error propagates. ``pin`` is
+    what `open_run` returned: the run is recorded once its context is kept."""
 
     async def go() -> RunResult:
         try:
@@ -318,8 +360,11 @@ def run_and_record(
                 question=question,
                 context=context,
                 journal=journal,
+                pin=pin,
             )
         finally:
+            if pin is not None:
+                pin.stop()  # abandons a pin still going when the run ended early
             await rlm.aclose()
 
     try:

@@ -131,16 +131,18 @@ class Broker:
 
     async def _plain_call(self, prompt: str, model: LanguageModel) -> str:
         async def work(node: CallNode) -> str:
-            async with self._state.sub_call_slots:
-                completion = await call_model(
-                    self._state,
-                    model,
-                    [Message("user", prompt)],
-                    role="sub",
-                    node=node,
-                    depth=self._depth + 1,
-                    settings=self._state.config.sub_settings,
-                )
+            # The slot bounds calls at the provider; it is not held while the reply is
+            # journaled (the journal's group commit serves every finished call at once).
+            completion = await call_model(
+                self._state,
+                model,
+                [Message("user", prompt)],
+                role="sub",
+                node=node,
+                depth=self._depth + 1,
+                settings=self._state.config.sub_settings,
+                slots=self._state.sub_call_slots,
+            )
             return completion.text
 
         return await self._tracked("llm", len(prompt), work)

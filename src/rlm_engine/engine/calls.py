@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import time
 from collections.abc import Sequence
 from typing import Literal
@@ -43,8 +45,12 @@ async def call_model(
     node: CallNode,
     depth: int,
     settings: ModelSettings | None = None,
+    slots: asyncio.Semaphore | None = None,
 ) -> Completion:
-    """Call ``model`` and record the call on ``node`` (which must be fresh for this call)."""
+    """Call ``model`` and record the call on ``node`` (which must be fresh for this call).
+
+    With ``slots``, one of them is held while the call is prepared and made, and given back
+    before its reply is journaled: waiting for the journal holds no concurrency slot."""
     info = ModelCallInfo(
         run_id=state.run_id,
         node_id=node.id,
@@ -54,46 +60,47 @@ async def call_model(
         messages=tuple(messages),
         emit=state.emit,
     )
-    messages = await state.plugins.before_model_call(info)
-    call_id = state.next_call_id()
-    node.model = model.name
-    node.detail["call_id"] = call_id
-    prompt_chars = sum(len(m.content) for m in messages)
-    node.detail["prompt_chars"] = prompt_chars
     common = Origin(run_id=state.run_id, node_id=node.id, depth=depth)
-    await state.emit(
-        ModelCallStarted(
-            **common, role=role, model=model.name, call_id=call_id, prompt_chars=prompt_chars
-        )
-    )
-    started = time.monotonic()
     journal = state.journal
-    wanted = request_hash(model.name, messages, settings) if journal is not None else ""
-    recorded = await journal.recorded_call(node.id) if journal is not None else None
-    try:
-        if recorded is not None:
-            completion = _replayed(recorded, wanted, node)
-        else:
-            completion = await model.complete(messages, settings)
-            if journal is not None:
-                # Durable before the caller sees the reply: a crash from here on never
-                # pays for this call again.
-                await journal.record_call(node.id, role, wanted, completion)
-    except ProviderError as exc:
-        node.status = "error"
-        node.latency_s = time.monotonic() - started
-        node.detail["error"] = str(exc)
+    async with slots if slots is not None else contextlib.nullcontext():
+        messages = await state.plugins.before_model_call(info)
+        call_id = state.next_call_id()
+        node.model = model.name
+        node.detail["call_id"] = call_id
+        prompt_chars = sum(len(m.content) for m in messages)
+        node.detail["prompt_chars"] = prompt_chars
         await state.emit(
-            ModelCallFailed(
-                **common,
-                role=role,
-                model=model.name,
-                call_id=call_id,
-                error=str(exc),
-                kind=exc.kind,
+            ModelCallStarted(
+                **common, role=role, model=model.name, call_id=call_id, prompt_chars=prompt_chars
             )
         )
-        raise
+        started = time.monotonic()
+        wanted = request_hash(model.name, messages, settings) if journal is not None else ""
+        recorded = await journal.recorded_call(node.id) if journal is not None else None
+        try:
+            if recorded is not None:
+                completion = _replayed(recorded, wanted, node)
+            else:
+                completion = await model.complete(messages, settings)
+        except ProviderError as exc:
+            node.status = "error"
+            node.latency_s = time.monotonic() - started
+            node.detail["error"] = str(exc)
+            await state.emit(
+                ModelCallFailed(
+                    **common,
+                    role=role,
+                    model=model.name,
+                    call_id=call_id,
+                    error=str(exc),
+                    kind=exc.kind,
+                )
+            )
+            raise
+    if recorded is None and journal is not None:
+        # Durable before the caller sees the reply: a crash from here on never pays for
+        # this call again.
+        await journal.record_call(node.id, role, wanted, completion)
     for note in completion.fallbacks:
         node.detail.setdefault("fallbacks", []).append(
             {"model": note.model, "kind": note.kind, "error": note.error}

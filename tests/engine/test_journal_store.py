@@ -1,0 +1,177 @@
+"""The journal in the durable store: read once per run, written through the group commit."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import uuid
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+
+from rlm_engine import RLM
+from rlm_engine.engine.journal import MemoryJournal
+from rlm_engine.engine.journal_store import StoreJournal
+from rlm_engine.lm.scripted import ScriptedModel
+from rlm_engine.store import NewRun, SqlStore, open_store
+from rlm_engine.store.tables import cells, nodes
+from rlm_engine.types import Completion, Message
+
+POSTGRES_URL = os.environ.get(
+    "RLM_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
+)
+TURNS = [
+    "```repl\nwords = context.split()\nprint(len(words))\n```",
+    "```repl\nanswers = llm_query_batched([f'upper: {w}' for w in words])\nprint(answers)\n```",
+    "```repl\nFINAL(' '.join(answers))\n```",
+]
+CONTEXT = "a quiet day in the long grass"
+ANSWER = CONTEXT.upper()
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[SqlStore]:
+    """A fresh store on each backend (Postgres in a private schema, dropped afterwards)."""
+    if request.param == "sqlite":
+        opened = open_store(f"sqlite:///{tmp_path / 'rlm.db'}", tmp_path / "home")
+        yield opened
+        opened.close()
+        return
+    schema = f"rlm_test_engine_{os.getpid()}_{uuid.uuid4().hex[:10]}"
+    admin = sa.create_engine(POSTGRES_URL, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(sa.text(f'CREATE SCHEMA "{schema}"'))
+    url = sa.make_url(POSTGRES_URL).update_query_dict({"options": f"-csearch_path={schema}"})
+    opened = open_store(url.render_as_string(hide_password=False), tmp_path / "home")
+    try:
+        yield opened
+    finally:
+        opened.close()
+        with admin.connect() as conn:
+            conn.execute(sa.text(f'DROP SCHEMA "{schema}" CASCADE'))
+        admin.dispose()
+
+
+def root_model() -> ScriptedModel:
+    return ScriptedModel(lambda m: TURNS[min(sum(x.role == "assistant" for x in m), 2)])
+
+
+def sub_model() -> ScriptedModel:
+    return ScriptedModel(lambda m: m[-1].content.removeprefix("upper: ").upper())
+
+
+def refusing() -> ScriptedModel:
+    def never(messages: Sequence[Message]) -> str:
+        raise AssertionError("a journaled call was made again")
+
+    return ScriptedModel(never)
+
+
+def no_per_call_lookups(store: SqlStore, monkeypatch: pytest.MonkeyPatch) -> None:
+    def refuse(*args: Any, **kwargs: Any) -> Any:
+        raise AssertionError("the journal was queried for a single step")
+
+    monkeypatch.setattr(store, "find_model_call", refuse)
+    monkeypatch.setattr(store, "list_cells", refuse)
+
+
+def run(rlm: RLM, journal: Any, run_id: str):  # type: ignore[no-untyped-def]
+    async def go():  # type: ignore[no-untyped-def]
+        try:
+            return await rlm.arun("shout it", CONTEXT, run_id=run_id, journal=journal)
+        finally:
+            await rlm.aclose()
+
+    return asyncio.run(go())
+
+
+def new_run(store: SqlStore) -> str:
+    run_id = uuid.uuid4().hex[:12]
+    store.create_run(NewRun(run_id=run_id, question="shout it"))
+    return run_id
+
+
+def test_a_fresh_run_reads_its_journal_once_and_journals_every_step(
+    store: SqlStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    run_id = new_run(store)
+    no_per_call_lookups(store, monkeypatch)
+    journal = StoreJournal(store, run_id)
+    result = run(RLM(root_model(), sub_model()), journal, run_id)
+    assert result.answer == ANSWER
+    assert journal.loads == 1
+    snapshot = store.load_journal(run_id)
+    assert len([c for c in snapshot.calls.values() if c.kind == "llm"]) == 7
+    assert len(snapshot.calls) == 7 + 3
+    assert all(c.status == "completed" for c in snapshot.cells) and len(snapshot.cells) == 3
+    # The seven sub-calls of one batch were journaled in fewer transactions than calls.
+    assert store.journal_writer.groups_committed < len(snapshot.calls) + 2 * len(snapshot.cells)
+
+
+def test_resume_loads_the_journal_once_and_makes_only_the_missing_calls(
+    store: SqlStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    run_id = new_run(store)
+    run(RLM(root_model(), sub_model()), StoreJournal(store, run_id), run_id)
+    # As if the process died waiting for the last root turn: it and its cell are not journaled.
+    journaled = store.load_journal(run_id)
+    turns = [k for k, c in journaled.calls.items() if c.kind == "root_turn"]
+    last_turn = max(turns, key=lambda k: int(k.split("/")[1]))
+    after = int(last_turn.split("/")[1])
+    later = [c.node_id for c in journaled.cells if int(c.node_id.split("/")[1]) > after]
+    assert later
+    with store.engine.begin() as conn:
+        conn.execute(sa.delete(nodes).where(nodes.c.run_id == run_id, nodes.c.node_id == last_turn))
+        conn.execute(sa.delete(cells).where(cells.c.run_id == run_id, cells.c.node_id.in_(later)))
+    assert last_turn not in store.load_journal(run_id).calls
+    no_per_call_lookups(store, monkeypatch)
+    root = root_model()
+    journal = StoreJournal(store, run_id)
+    resumed = run(RLM(root, refusing()), journal, run_id)
+    assert resumed.answer == ANSWER
+    assert len(root.calls) == 1  # only the lost root turn; every sub-call came from the journal
+    assert journal.loads == 1
+    replay = StoreJournal(store, run_id, read_only=True)
+    again = run(RLM(refusing(), refusing()), replay, run_id)
+    assert again.answer == ANSWER and replay.loads == 1
+
+
+class SlowJournal(MemoryJournal):
+    """Journals a reply only once the next sub-call has started."""
+
+    def __init__(self, second_started: asyncio.Event) -> None:
+        super().__init__()
+        self.second_started = second_started
+
+    async def record_call(
+        self, node_id: str, role: str, request_hash: str, completion: Completion
+    ) -> None:
+        if role == "sub":
+            await asyncio.wait_for(self.second_started.wait(), 5)
+        await super().record_call(node_id, role, request_hash, completion)
+
+
+def test_no_concurrency_slot_is_held_while_a_reply_is_journaled() -> None:
+    started: list[str] = []
+    second = asyncio.Event()
+
+    def sub(messages: Sequence[Message]) -> str:
+        started.append(messages[-1].content)
+        if len(started) == 2:
+            second.set()
+        return "ok"
+
+    turns = [
+        "```repl\nFINAL(' '.join(llm_query_batched(['one', 'two'])))\n```",
+        "```repl\nFINAL('unreachable')\n```",
+    ]
+    root = ScriptedModel(lambda m: turns[min(sum(x.role == "assistant" for x in m), 1)])
+    journal = SlowJournal(second)
+    # One slot: the second call can only start if the first gave its slot back before
+    # its reply was journaled (otherwise the first waits for the journal forever).
+    result = run(RLM(root, ScriptedModel(sub), max_concurrency=1), journal, "slots")
+    assert result.answer == "ok ok", result.answer  # no "[error: TimeoutError ...]" in it
+    assert started == ["one", "two"]
