@@ -112,7 +112,7 @@ def run_ask(args: argparse.Namespace) -> int:
             store=store,
         )
         contexts = [(run, run_context(store, run, scratch)) for run in prior]
-        open_run(store, run_id, args.question, run_settings, args.session)
+        pin = open_run(store, run_id, args.question, run_settings, args.session)
         result = run_and_record(
             rlm,
             store,
@@ -122,6 +122,7 @@ def run_ask(args: argparse.Namespace) -> int:
             question=args.question,
             context=context_of(run_settings),
             journal=StoreJournal(store, run_id),
+            pin=pin,
             before=lambda: replay_session(rlm, store, contexts),
         )
     print_result(result, args.json)

@@ -117,7 +117,7 @@ def run_demo(args: argparse.Namespace) -> int:
         sink = StoreEventSink(store)
         progress = Progress(verbose=args.verbose)
         rlm = RLM(root, sub, env=settings.env, on_event=listeners(run_id, sink, progress))
-        open_run(store, run_id, QUESTION, run_settings, None)
+        pin = open_run(store, run_id, QUESTION, run_settings, None)
         result = run_and_record(
             rlm,
             store,
@@ -127,6 +127,7 @@ def run_demo(args: argparse.Namespace) -> int:
             question=QUESTION,
             context=log_path,
             journal=StoreJournal(store, run_id),
+            pin=pin,
         )
     print_result(result, args.json)
     if not args.json:

@@ -4,22 +4,62 @@
 share is kept once) under a manifest, and registers the manifest as the run's context.
 `restore_context` gives the paths back: the originals while they are unchanged (same size
 and modification time as when pinned), otherwise copies rebuilt from the blobs.
+
+`BackgroundPin` does the same off a run's critical path: it notes each file's size and
+modification time when the run starts (cheap), names the context by a key derived from
+them and the run id, and copies the files in a thread while the run proceeds. A file that
+changes between the run's start and the end of its copy fails the pin
+(`ContextChangedError`): the pinned bytes would not be the bytes the run saw. The record's
+``meta["content_hash"]`` holds the content identity `pin_context` would have used.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import shutil
-from collections.abc import Sequence
+import threading
+from collections.abc import Callable, Sequence
+from concurrent.futures import Future
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, cast
 
+from rlm_engine.errors import ContextError
 from rlm_engine.store.blobs import sha256_bytes
 from rlm_engine.store.errors import BlobNotFoundError, StoreError
 from rlm_engine.store.protocol import Store
 from rlm_engine.store.records import ContextRecord
 
 MANIFEST_KIND = "pinned-paths"
+
+
+class ContextChangedError(ContextError):
+    """A context file changed after the run started, before its copy was complete."""
+
+
+class PinCancelledError(StoreError):
+    """The pin was stopped (its run ended first)."""
+
+
+@dataclass(frozen=True, slots=True)
+class SeenFile:
+    """A context file as it was when the run started."""
+
+    name: str
+    """Relative to the given path's parent."""
+    path: Path
+    size: int
+    mtime_ns: int
+
+
+@dataclass(frozen=True, slots=True)
+class SeenSource:
+    """A path given as context: a file, or a directory with its files."""
+
+    source: Path
+    is_dir: bool
+    files: tuple[SeenFile, ...]
 
 
 def _files_of(source: Path) -> list[tuple[str, Path]]:
@@ -30,19 +70,75 @@ def _files_of(source: Path) -> list[tuple[str, Path]]:
     return [(str(p.relative_to(source.parent)), p) for p in found]
 
 
-def _entry(store: Store, source: Path) -> dict[str, Any]:
-    files: list[dict[str, Any]] = []
-    for name, path in _files_of(source):
-        stat = path.stat()
-        files.append(
-            {
-                "name": name,
-                "ref": store.blobs.put_file(path),
-                "size": stat.st_size,
-                "mtime_ns": stat.st_mtime_ns,
-            }
+def look(paths: Sequence[str | Path]) -> list[SeenSource]:
+    """The context at ``paths`` as it is now: names, sizes and modification times (no
+    file is read)."""
+    seen: list[SeenSource] = []
+    for raw in paths:
+        source = Path(raw)
+        files: list[SeenFile] = []
+        for name, path in _files_of(source):
+            stat = path.stat()
+            files.append(SeenFile(name, path, stat.st_size, stat.st_mtime_ns))
+        seen.append(SeenSource(source, source.is_dir(), tuple(files)))
+    return seen
+
+
+def _store_files(
+    store: Store, seen: Sequence[SeenSource], stopped: Callable[[], bool] = lambda: False
+) -> list[dict[str, Any]]:
+    """The manifest entries of ``seen``, each file's bytes put in the blob store; fails if
+    a file is not what ``seen`` says any more."""
+    entries: list[dict[str, Any]] = []
+    for src in seen:
+        files: list[dict[str, Any]] = []
+        for f in src.files:
+            if stopped():
+                raise PinCancelledError(f"pinning {src.source} was stopped")
+            try:
+                ref = store.blobs.put_file(f.path)
+            except FileNotFoundError:
+                ref = ""  # removed since the run started: reported just below
+            _check_unchanged(f)
+            files.append({"name": f.name, "ref": ref, "size": f.size, "mtime_ns": f.mtime_ns})
+        entries.append({"source": str(src.source), "is_dir": src.is_dir, "files": files})
+    return entries
+
+
+def _check_unchanged(f: SeenFile) -> None:
+    # A write changes the modification time: unchanged size and time after the copy mean
+    # the copied bytes are the ones the file held when the run started.
+    try:
+        stat = f.path.stat()
+        now: tuple[int, int] | None = (stat.st_size, stat.st_mtime_ns)
+    except FileNotFoundError:
+        now = None
+    if now != (f.size, f.mtime_ns):
+        state = "was removed" if now is None else "changed"
+        raise ContextChangedError(
+            f"context file {str(f.path)!r} {state} while the run was pinning it, so the "
+            "run's context cannot be kept exactly; run again once the file stays as it is"
         )
-    return {"source": str(source), "is_dir": source.is_dir(), "files": files}
+
+
+def _register(store: Store, entries: list[dict[str, Any]], key: str | None) -> ContextRecord:
+    # The identity is the content and names only: the same files pinned from elsewhere, or
+    # touched without changes, are the same context.
+    identity = [[e["is_dir"], [[f["name"], f["ref"]] for f in e["files"]]] for e in entries]
+    content_hash = sha256_bytes(json.dumps(identity).encode())
+    manifest_ref = store.blobs.put(json.dumps({"entries": entries}).encode())
+    meta: dict[str, Any] = {"files": sum(len(e["files"]) for e in entries)}
+    if key is not None:
+        meta["content_hash"] = content_hash
+    record = ContextRecord(
+        content_hash=key or content_hash,
+        size=sum(f["size"] for e in entries for f in e["files"]),
+        kind=MANIFEST_KIND,
+        path=entries[0]["source"] if len(entries) == 1 else None,
+        blob_ref=manifest_ref,
+        meta=meta,
+    )
+    return store.register_context(record)
 
 
 def pin_context(store: Store, paths: Sequence[str | Path]) -> ContextRecord | None:
@@ -51,21 +147,58 @@ def pin_context(store: Store, paths: Sequence[str | Path]) -> ContextRecord | No
     one in memory."""
     if not paths:
         return None
-    entries = [_entry(store, Path(p)) for p in paths]
-    # The identity is the content and names only: the same files pinned from elsewhere, or
-    # touched without changes, are the same context.
-    identity = [[e["is_dir"], [[f["name"], f["ref"]] for f in e["files"]]] for e in entries]
-    content_hash = sha256_bytes(json.dumps(identity).encode())
-    manifest_ref = store.blobs.put(json.dumps({"entries": entries}).encode())
-    record = ContextRecord(
-        content_hash=content_hash,
-        size=sum(f["size"] for e in entries for f in e["files"]),
-        kind=MANIFEST_KIND,
-        path=str(paths[0]) if len(paths) == 1 else None,
-        blob_ref=manifest_ref,
-        meta={"files": sum(len(e["files"]) for e in entries)},
-    )
-    return store.register_context(record)
+    return _register(store, _store_files(store, look(paths)), None)
+
+
+def pin_key(run_id: str, seen: Sequence[SeenSource]) -> str:
+    """The key a run's context is registered under when pinned in the background: known
+    when the run starts, before any file is read."""
+    described = [
+        [str(s.source), s.is_dir, [[f.name, f.size, f.mtime_ns] for f in s.files]] for s in seen
+    ]
+    return sha256_bytes(json.dumps({"run": run_id, "context": described}).encode())
+
+
+class BackgroundPin:
+    """Pins a run's context in a thread: `key` is known at once, the record when done.
+
+    `wait` (async) or `result` give the registered record, or raise what failed
+    (`ContextChangedError` if a file changed); `stop` abandons the pin between files."""
+
+    def __init__(self, store: Store, run_id: str, paths: Sequence[str | Path]) -> None:
+        self.run_id = run_id
+        self.seen = look(paths)
+        self.key = pin_key(run_id, self.seen)
+        self._store = store
+        self._future: Future[ContextRecord] = Future()
+        self._stopped = threading.Event()
+        self._thread = threading.Thread(target=self._work, name="rlm-context-pin", daemon=True)
+
+    def start(self) -> BackgroundPin:
+        self._thread.start()
+        return self
+
+    def _work(self) -> None:
+        self._future.set_running_or_notify_cancel()
+        try:
+            entries = _store_files(self._store, self.seen, self._stopped.is_set)
+            record = _register(self._store, entries, self.key)
+        except BaseException as exc:
+            self._future.set_exception(exc)
+        else:
+            self._future.set_result(record)
+
+    def done(self) -> bool:
+        return self._future.done()
+
+    def result(self, timeout: float | None = None) -> ContextRecord:
+        return self._future.result(timeout)
+
+    async def wait(self) -> ContextRecord:
+        return await asyncio.wrap_future(self._future)
+
+    def stop(self) -> None:
+        self._stopped.set()
 
 
 def unchanged(entry: dict[str, Any]) -> bool:
