@@ -38,7 +38,7 @@ HEAVY = (
     "fastapi",
 )
 # What a command that reads the store may load on top of the standard library.
-STORE_ONLY = tuple(m for m in HEAVY if m not in ("sqlalchemy", "pydantic"))
+STORE_ONLY = tuple(m for m in HEAVY if m != "sqlalchemy")
 
 PROBE = """
 import contextlib, io, json, sys
@@ -82,6 +82,7 @@ def run_cli(argv: list[str]) -> str:
         "import rlm_engine",
         "import rlm_engine.cli.main",
         "from rlm_engine.cli.main import build_parser; build_parser()",
+        "import rlm_engine.store.records, rlm_engine.store.blobs",
     ],
 )
 def test_imports_load_no_heavy_module(code: str) -> None:
@@ -93,7 +94,7 @@ def test_light_commands_load_no_heavy_module(argv: list[str]) -> None:
     assert loaded(run_cli(argv)) == []
 
 
-def test_runs_list_loads_the_store_but_no_sdk_or_alembic(tmp_path: Path) -> None:
+def test_runs_list_loads_sqlalchemy_but_no_alembic_pydantic_or_sdk(tmp_path: Path) -> None:
     env = {"RLM_HOME": str(tmp_path), "PATH": os.environ.get("PATH", "")}
     # The first open migrates a fresh store (with Alembic); the next ones find it current.
     loaded(run_cli(["runs", "list"]), env=env)

@@ -29,9 +29,8 @@ a resumed run asks for the same keys as the crashed one):
 from __future__ import annotations
 
 from collections.abc import Collection, Mapping, Sequence
-from typing import Any, Literal, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Literal, Protocol, runtime_checkable
 
-from rlm_engine.events import Event
 from rlm_engine.store.blobs import BlobStore
 from rlm_engine.store.group_commit import GroupCommitWriter
 from rlm_engine.store.records import (
@@ -57,6 +56,9 @@ from rlm_engine.store.records import (
     StoredEvent,
     Usage,
 )
+
+if TYPE_CHECKING:
+    from rlm_engine.events import Event
 
 
 @runtime_checkable

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
-from rlm_engine.events import Event
+if TYPE_CHECKING:
+    from rlm_engine.events import Event
+
 
 RunStatus = Literal["running", "completed", "failed", "interrupted"]
 NodeKind = Literal["root_turn", "llm", "rlm", "tool", "digest", "capsule", "cell"]

@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Connection, RowMapping, select, update
 
-from rlm_engine.events import Event
 from rlm_engine.store.errors import RunNotFoundError
 from rlm_engine.store.records import StoredEvent
 from rlm_engine.store.sql_base import SqlDb
 from rlm_engine.store.tables import events, runs
+
+if TYPE_CHECKING:
+    from rlm_engine.events import Event
 
 
 def _next_seqs(conn: Connection, run_id: str, count: int) -> int:

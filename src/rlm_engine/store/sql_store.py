@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Collection, Mapping, Sequence
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from sqlalchemy import Engine
 from sqlalchemy.exc import IntegrityError
 
-from rlm_engine.events import Event
 from rlm_engine.store import sql_cache, sql_events, sql_journal, sql_runs, sql_sessions
 from rlm_engine.store.blobs import BlobStore
 from rlm_engine.store.connect import display_url
@@ -40,6 +39,9 @@ from rlm_engine.store.records import (
     Usage,
 )
 from rlm_engine.store.sql_base import DEFAULT_INLINE_LIMIT, SqlDb
+
+if TYPE_CHECKING:
+    from rlm_engine.events import Event
 
 
 class SqlStore(Store):
