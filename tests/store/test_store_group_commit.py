@@ -83,10 +83,26 @@ def test_concurrent_writes_are_committed_in_one_transaction(
     release.set()
     for f in futures:
         f.result(10)
-    assert commits.count - before == 1
-    assert writer.groups_committed == 1 and writer.writes_committed == 51
+    # One transaction for the fifty calls, one after it for the events that queued with them.
+    assert commits.count - before == 2
+    assert writer.groups_committed == 2 and writer.writes_committed == 51
     assert all(store.find_model_call("run-1", f"r/1/{i}") is not None for i in range(50))
     assert [e.type for e in store.list_events("run-1")] == ["run_started"]
+
+
+def test_journal_writes_are_committed_ahead_of_queued_events(store: SqlStore) -> None:
+    new_run(store)
+    writer = store.journal_writer
+    release = hold(writer)
+    order: list[str] = []
+    events = writer.submit(JournalWrites(events=[started()]))
+    events.add_done_callback(lambda _: order.append("events"))
+    journal = writer.submit(JournalWrites(calls=[call("r/1/0")]))
+    journal.add_done_callback(lambda _: order.append("journal"))
+    release.set()
+    events.result(10)
+    journal.result(10)
+    assert order == ["journal", "events"]
 
 
 def test_a_caller_is_released_only_once_its_group_is_committed(store: SqlStore) -> None:

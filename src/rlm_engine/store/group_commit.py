@@ -7,7 +7,9 @@ future. While the thread commits one group, new writes queue up; the next group 
 everything queued, in one transaction (`Store.write_journal`). Nobody waits for a timer:
 a lone write is committed at once, and a burst shares commits.
 
-A caller's future is resolved only once its group is committed (durable). If the group's
+Journal writes (model calls, cells) are committed ahead of queued events, which are
+committed in groups of their own. A caller's future is resolved only once its group is
+committed (durable). If the group's
 transaction fails, every caller of that group gets the error; the thread goes on with the
 next group. Reads that must not overtake queued writes (loading a run's journal) run on the
 same thread with `call`.
@@ -28,6 +30,8 @@ T = TypeVar("T")
 
 # Writes one group takes at most (a deep backlog is committed in several transactions).
 MAX_GROUP = 4096
+# Events one events-only group takes at most: a journal write queued meanwhile waits for it.
+EVENTS_GROUP = 256
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,22 +98,27 @@ class GroupCommitWriter:
             self._cond.notify()
 
     def _take(self) -> list[_Write | _Call] | None:
+        """The next group: a `_Call` alone, or writes queued before the next `_Call`.
+        Journal writes go first, in a group of their own: a caller waits for the journal,
+        while events (the audit trail, nobody waits on them but `drain`) can wait a group."""
         with self._cond:
             while not self._queue:
                 if self._closed:
                     return None
                 self._cond.wait()
-            taken: list[_Write | _Call] = []
-            count = 0
-            while self._queue and count < MAX_GROUP:
-                item = self._queue[0]
-                if isinstance(item, _Call) and taken:
-                    break  # a read runs after the writes queued before it, alone
-                taken.append(self._queue.pop(0))
+            head = self._queue[0]
+            if isinstance(head, _Call):
+                return [self._queue.pop(0)]
+            segment: list[_Write] = []
+            for item in self._queue:
                 if isinstance(item, _Call):
-                    break
-                count += len(item.writes) or 1
-            return taken
+                    break  # a read runs after the writes queued before it
+                segment.append(item)
+            urgent = [w for w in segment if not _events_only(w.writes)]
+            chosen = _capped(urgent or segment, EVENTS_GROUP if not urgent else MAX_GROUP)
+            ids = {id(w) for w in chosen}
+            self._queue = [item for item in self._queue if id(item) not in ids]
+            return list(chosen)
 
     def _run(self) -> None:
         while True:
@@ -139,6 +148,21 @@ class GroupCommitWriter:
         self.writes_committed += len(merged)
         for future in waiting:
             future.set_result(None)
+
+
+def _events_only(writes: JournalWrites) -> bool:
+    return not (writes.calls or writes.cell_starts or writes.cell_finishes)
+
+
+def _capped(writes: list[_Write], limit: int) -> list[_Write]:
+    chosen: list[_Write] = []
+    count = 0
+    for w in writes:
+        if chosen and count + len(w.writes) > limit:
+            break
+        chosen.append(w)
+        count += len(w.writes)
+    return chosen
 
 
 def _settle(future: Future[Any], fn: Callable[[], Any]) -> None:
