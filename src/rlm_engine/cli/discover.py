@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import urllib.request
 from collections.abc import Callable, Mapping
 from typing import cast
 
@@ -34,6 +33,8 @@ Probe = Callable[[str], list[str]]
 
 def list_models(base_url: str, timeout_s: float = 0.5) -> list[str]:
     """Model ids served by an OpenAI-compatible server; empty if none answers."""
+    import urllib.request  # only when probing: it is slow to import
+
     try:
         with urllib.request.urlopen(f"{base_url.rstrip('/')}/models", timeout=timeout_s) as resp:
             body = json.loads(resp.read())

@@ -5,11 +5,7 @@ from __future__ import annotations
 import sys
 from dataclasses import dataclass
 from types import TracebackType
-from typing import TextIO
-
-from rich.console import Console
-from rich.live import Live
-from rich.text import Text
+from typing import TYPE_CHECKING, TextIO
 
 from rlm_engine.events import (
     CellFinished,
@@ -22,6 +18,9 @@ from rlm_engine.events import (
     SubcallFinished,
     SubcallStarted,
 )
+
+if TYPE_CHECKING:
+    from rich.live import Live
 
 
 @dataclass
@@ -89,12 +88,19 @@ class Progress:
         self.counters = Counters()
         self._live: Live | None = None
         if self.stream.isatty() and not verbose:
+            # rich only for a terminal: it takes a while to import, and pipes never need it.
+            from rich.console import Console
+            from rich.live import Live
+            from rich.text import Text
+
             console = Console(file=self.stream)
             self._live = Live(Text(""), console=console, refresh_per_second=8, transient=True)
 
     def __call__(self, event: Event) -> None:
         self.counters.update(event)
         if self._live is not None:
+            from rich.text import Text
+
             self._live.update(Text(self.counters.line()))
             return
         line = _plain_line(event)
