@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
+import logging
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -32,10 +34,18 @@ from rlm_engine.events import (
     SandboxRestarted,
 )
 from rlm_engine.plugins.base import Block, CellInfo
-from rlm_engine.sandbox.base import CellResult, ContextMeta, ContextValue, FinalValue, Sandbox
+from rlm_engine.sandbox.base import (
+    CellResult,
+    ContextMeta,
+    ContextValue,
+    DescribesContext,
+    FinalValue,
+    Sandbox,
+)
 from rlm_engine.types import Message
 
 STAGNATION_NUDGE_AT = 3
+log = logging.getLogger("rlm_engine.engine")
 
 
 def _restart_note(restored: bool, cells: int) -> str:
@@ -54,12 +64,33 @@ def _restart_note(restored: bool, cells: int) -> str:
 
 @dataclass
 class Session:
-    """What outlives one run of a persistent RLM: the REPL, its context and the history."""
+    """What outlives one run of a persistent RLM: the REPL, its context and the history.
+
+    ``booting`` is the sandbox still starting in the background (see ``RunLoop._open``).
+    """
 
     sandbox: Sandbox | None = None
     meta: ContextMeta | None = None
     history: list[Message] = field(default_factory=list[Message])
     context: ContextValue = None
+    booting: asyncio.Task[Sandbox] | None = None
+
+    async def settle(self) -> None:
+        """Wait for a sandbox still starting; a failed start is dropped (the next use
+        starts another and reports its error)."""
+        booting, self.booting = self.booting, None
+        if booting is not None:
+            await asyncio.gather(booting, return_exceptions=True)
+
+    async def close(self) -> None:
+        """Stop a sandbox still starting and close the started one."""
+        booting, self.booting = self.booting, None
+        if booting is not None:
+            booting.cancel()
+            await asyncio.gather(booting, return_exceptions=True)
+        if self.sandbox is not None:
+            await self.sandbox.close()
+            self.sandbox = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -129,6 +160,7 @@ class RunLoop:
         # kill.
         self._executed: list[tuple[str, str, float | None]] = []
         self._nudged_stagnation = False
+        self._described: ContextMeta | None = None
         self.broker = Broker(
             state, depth=depth, spawn_child=self._spawn_child, current_node=lambda: self._cell_node
         )
@@ -157,8 +189,13 @@ class RunLoop:
             raise RuntimeError(f"child RLM failed: {outcome.detail}")
         return outcome.answer
 
+    def _new_sandbox(self) -> Sandbox:
+        return self.state.sandbox_factory(self.broker, tuple(self.state.tools))
+
     async def _start_sandbox(self) -> Sandbox:
-        sandbox = self.state.sandbox_factory(self.broker, tuple(self.state.tools))
+        return await self._boot(self._new_sandbox())
+
+    async def _boot(self, sandbox: Sandbox) -> Sandbox:
         await sandbox.start()
         self.session.sandbox = sandbox
         meta = await sandbox.load_context(self.session.context)
@@ -190,24 +227,61 @@ class RunLoop:
         await _setup(sandbox, code, "set the clock of")
 
     async def _sandbox(self) -> Sandbox:
+        booting = self.session.booting
+        if booting is not None:
+            self.session.booting = None
+            sandbox = await booting
+            if self._described is not None and self.session.meta != self._described:
+                log.warning(
+                    "the context description computed on the host (%s) differs from the "
+                    "sandbox's (%s); the root's first prompt had the host's",
+                    self._described,
+                    self.session.meta,
+                )
+            return sandbox
         sandbox = self.session.sandbox
         if sandbox is None or not sandbox.alive:
             sandbox = await self._start_sandbox()
         return sandbox
 
+    async def _open(self) -> ContextMeta | None:
+        """Get the sandbox going and return the context description for the first
+        prompt (``None`` when the prompt continues a session's history).
+
+        The sandbox is first needed by a cell, so it starts in the background while the
+        first root call is in flight whenever the prompt does not need it: the history
+        needs no description, and a sandbox that can describe the context on the host
+        (``DescribesContext``) gives the same one the worker will. Otherwise the context
+        is loaded before the first call."""
+        session = self.session
+        sandbox = session.sandbox
+        if session.booting is None and (sandbox is None or not sandbox.alive):
+            fresh = self._new_sandbox()
+            session.booting = asyncio.create_task(self._boot(fresh))
+            if session.history:
+                return None
+            if isinstance(fresh, DescribesContext):
+                meta = await asyncio.to_thread(fresh.describe_context, session.context)
+                if meta is not None:
+                    self._described = meta
+                    return meta
+        if session.history:
+            return None
+        await self._sandbox()
+        return session.meta
+
     async def close(self) -> None:
-        if self.session.sandbox is not None:
-            await self.session.sandbox.close()
-            self.session.sandbox = None
+        await self.session.close()
 
     # -- the loop -------------------------------------------------------------------------
 
-    def _initial_messages(self, meta: ContextMeta) -> list[Message]:
+    def _initial_messages(self, meta: ContextMeta | None) -> list[Message]:
         cfg = self.state.config
         schema = self.state.output_schema
         schema_text = json.dumps(schema.model_json_schema()) if schema is not None else None
         if self.session.history:
             return [*self.session.history, Message("user", f"New question: {self.question}")]
+        assert meta is not None
         system = prompts.system_prompt(
             max_output_chars=cfg.max_output_chars,
             max_concurrency=cfg.max_concurrency,
@@ -223,9 +297,7 @@ class RunLoop:
         ]
 
     async def run(self) -> Outcome:
-        await self._sandbox()
-        assert self.session.meta is not None
-        messages = self._initial_messages(self.session.meta)
+        messages = self._initial_messages(await self._open())
         try:
             for iteration in range(1, self.state.config.max_iterations + 1):
                 spent = self.state.budget.exceeded()

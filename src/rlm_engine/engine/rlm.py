@@ -276,6 +276,9 @@ class RLM:
     ) -> Outcome:
         try:
             async with asyncio.timeout(self.config.max_seconds):
+                # A sandbox an earlier question left starting must be up before its
+                # context can be replaced.
+                await session.settle()
                 if self.persistent and context is not None and context is not session.context:
                     session.context = context
                     if session.sandbox is not None and session.sandbox.alive:
@@ -339,8 +342,8 @@ class RLM:
             await aclose_model(model)
 
     async def aclose(self) -> None:
-        if self._session is not None and self._session.sandbox is not None:
-            await self._session.sandbox.close()
+        if self._session is not None:
+            await self._session.close()
         self._session = None
 
     def close(self) -> None:

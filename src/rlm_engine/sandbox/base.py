@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, Protocol
+from typing import Any, Literal, Protocol, runtime_checkable
 
 CellStatus = Literal["ok", "error", "timeout", "killed"]
 
@@ -79,6 +79,18 @@ class Sandbox(Protocol):
         ...
 
     async def close(self) -> None: ...
+
+
+@runtime_checkable
+class DescribesContext(Protocol):
+    """A sandbox that can say, on the host and before it has started, what
+    ``load_context`` will return for a value; the engine then starts it while the first
+    root call is in flight."""
+
+    def describe_context(self, value: ContextValue) -> ContextMeta | None:
+        """The ``ContextMeta`` ``load_context(value)`` will return (blocking, no worker
+        needed), or ``None`` when only the started sandbox can tell."""
+        ...
 
 
 class SandboxFactory(Protocol):

@@ -85,7 +85,8 @@ class LocalSandboxFactory:
 
     def __call__(self, handler: HostHandler, tools: tuple[str, ...]) -> Sandbox:
         if self.pool is not None:
-            return PooledSandbox(self.pool, handler, tools)
+            lazy = int(self._settings["lazy_context_bytes"])
+            return PooledSandbox(self.pool, handler, tools, lazy_context_bytes=lazy)
         return self.local(handler, tools)
 
     async def close(self) -> None:

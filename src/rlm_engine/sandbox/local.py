@@ -29,6 +29,7 @@ from rlm_engine.sandbox.base import (
     SandboxFactory,
 )
 from rlm_engine.sandbox.context import stage_context
+from rlm_engine.sandbox.context_meta import LAZY_CONTEXT_BYTES, describe_context
 from rlm_engine.sandbox.host_process import WorkerProcess
 from rlm_engine.sandbox.host_protocol import (
     ProtocolViolation,
@@ -43,8 +44,6 @@ from rlm_engine.sandbox.raw_output import RawOutput
 from rlm_engine.sandbox.worker_names import RESERVED_NAMES
 
 START_TIMEOUT_S = 30.0
-LAZY_CONTEXT_BYTES = 64 * 1024 * 1024
-"""Text contexts at least this large are memory-mapped rather than read into a str."""
 _T = TypeVar("_T")
 
 
@@ -387,6 +386,12 @@ class LocalSandbox:
                 # user's original, and a copied body does not occupy the disk twice.
                 await asyncio.to_thread(shutil.rmtree, target, True)
         return self._checked(parse_context_meta, meta)
+
+    def describe_context(self, value: ContextValue) -> ContextMeta | None:
+        """What ``load_context(value)`` will return, computed on the host by the worker's
+        own loader from identically staged files (blocking; no worker needed), so the
+        root's first prompt can go out while the worker starts."""
+        return describe_context(value, lazy_over_bytes=self._lazy_bytes, under=self._workdir_parent)
 
     async def list_vars(self) -> dict[str, str]:
         """User variables in the REPL and short type descriptions."""

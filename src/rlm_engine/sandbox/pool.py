@@ -18,6 +18,7 @@ from typing import Any
 
 from rlm_engine.errors import SandboxDied
 from rlm_engine.sandbox.base import CellResult, ContextMeta, ContextValue, HostHandler
+from rlm_engine.sandbox.context_meta import LAZY_CONTEXT_BYTES, describe_context
 from rlm_engine.sandbox.local import LocalSandbox
 
 log = logging.getLogger("rlm_engine.sandbox")
@@ -121,10 +122,18 @@ class WarmPool:
 class PooledSandbox:
     """A ``Sandbox`` whose worker comes from a ``WarmPool`` at ``start()``."""
 
-    def __init__(self, pool: WarmPool, handler: HostHandler, tools: Sequence[str]) -> None:
+    def __init__(
+        self,
+        pool: WarmPool,
+        handler: HostHandler,
+        tools: Sequence[str],
+        *,
+        lazy_context_bytes: int = LAZY_CONTEXT_BYTES,
+    ) -> None:
         self._pool = pool
         self._handler = handler
         self._tools = tuple(tools)
+        self._lazy_bytes = lazy_context_bytes
         self._box: LocalSandbox | None = None
         self._closed = False
 
@@ -150,6 +159,10 @@ class PooledSandbox:
 
     async def load_context(self, value: ContextValue) -> ContextMeta:
         return await self._require().load_context(value)
+
+    def describe_context(self, value: ContextValue) -> ContextMeta | None:
+        """See ``LocalSandbox.describe_context``."""
+        return describe_context(value, lazy_over_bytes=self._lazy_bytes)
 
     async def execute(self, code: str, *, timeout_s: float) -> CellResult:
         return await self._require().execute(code, timeout_s=timeout_s)

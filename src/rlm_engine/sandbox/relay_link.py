@@ -323,6 +323,11 @@ class RelayedSandbox(LocalSandbox):
         if self._relay is not None:
             self._relay.abandon()
 
+    def describe_context(self, value: ContextValue) -> ContextMeta | None:
+        """``None``: the context is staged where the worker runs, which may see other
+        files than this host."""
+        return None
+
     async def load_context(self, value: ContextValue) -> ContextMeta:
         """Stage ``value`` in the worker's place, then load it there (see ``_stage``)."""
         self._require_link()

@@ -1,0 +1,45 @@
+"""The description of a context, computed on the host exactly as the worker computes it.
+
+The root's first prompt carries the context's shape (``ContextMeta``). Computing it here,
+with the worker's own loader on the same staged files, lets the engine send that prompt
+while the worker is still starting; the worker's ``load_context`` later returns the same
+value. The body is read (or mapped) in this process once and dropped.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+
+from rlm_engine.sandbox.base import ContextMeta, ContextValue
+from rlm_engine.sandbox.context import StagingPolicy, stage_context
+from rlm_engine.sandbox.host_protocol import parse_context_meta
+from rlm_engine.sandbox.worker_context import ContextLoadError, load_context
+
+LAZY_CONTEXT_BYTES = 64 * 1024 * 1024
+"""Text contexts at least this large are memory-mapped rather than read into a str."""
+
+
+def describe_context(
+    value: ContextValue, *, lazy_over_bytes: int = LAZY_CONTEXT_BYTES, under: Path | None = None
+) -> ContextMeta:
+    """What ``LocalSandbox.load_context(value)`` returns, without a worker (blocking).
+
+    Stages ``value`` into a scratch directory under ``under`` (hard links where possible,
+    as for the sandbox) and runs the worker's loader on it. Raises ``ContextError`` as
+    ``load_context`` would for a missing path or a value that cannot be a context.
+    """
+    from rlm_engine.errors import ContextError
+
+    with tempfile.TemporaryDirectory(prefix="rlm-context-meta-", dir=under) as scratch:
+        spec = stage_context(
+            value,
+            Path(scratch) / "context",
+            policy=StagingPolicy(),
+            lazy_over_bytes=lazy_over_bytes,
+        )
+        try:
+            _, meta = load_context(spec)
+        except ContextLoadError as exc:
+            raise ContextError(f"the context could not be loaded: {exc}") from None
+        return parse_context_meta(meta)
