@@ -3,16 +3,26 @@
 from __future__ import annotations
 
 import sqlite3
+import subprocess
+import sys
 import threading
 from pathlib import Path
 
 import sqlalchemy as sa
+from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from store_support import new_run
 
 from rlm_engine.store import SqlStore, open_store
-from rlm_engine.store.migrate import HEAD_REVISION, current_revision, script_head, upgrade
+from rlm_engine.store.connect import create_store_engine
+from rlm_engine.store.migrate import (
+    HEAD_REVISION,
+    _config,  # pyright: ignore[reportPrivateUsage]
+    current_revision,
+    script_head,
+    upgrade,
+)
 from rlm_engine.store.tables import metadata
 
 TABLES = {"sessions", "runs", "nodes", "cells", "events", "memory", "contexts"}
@@ -106,3 +116,43 @@ def test_sqlite_store_is_durable_by_configuration(tmp_path: Path) -> None:
 
 def test_head_constant_names_the_newest_script() -> None:
     assert script_head() == HEAD_REVISION
+
+
+def test_the_scripts_build_the_schema_a_fresh_store_is_created_with(store_url: str) -> None:
+    engine = create_store_engine(store_url)
+    try:
+        upgrade(engine, fresh_without_alembic=False)  # every script, as an old store gets
+        with engine.connect() as conn:
+            assert current_revision(conn) == HEAD_REVISION
+            context = MigrationContext.configure(conn, opts={"compare_type": True})
+            assert compare_metadata(context, metadata) == []
+    finally:
+        engine.dispose()
+
+
+def test_a_fresh_store_is_created_without_alembic_and_alembic_accepts_it(
+    store_url: str,
+) -> None:
+    code = (
+        "import sys\n"
+        "from rlm_engine.store.connect import create_store_engine\n"
+        "from rlm_engine.store.migrate import upgrade\n"
+        f"upgrade(create_store_engine({store_url!r}))\n"
+        "print('alembic' in sys.modules)\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60
+    )
+    assert out.stdout.strip() == "False"
+    engine = create_store_engine(store_url)
+    try:
+        with engine.begin() as conn:  # Alembic finds it at head and does nothing
+            command.upgrade(_config(conn), "head")
+        with engine.connect() as conn:
+            assert current_revision(conn) == HEAD_REVISION
+            versions = conn.execute(sa.text("SELECT version_num FROM alembic_version")).all()
+            assert versions == [(HEAD_REVISION,)]
+            context = MigrationContext.configure(conn, opts={"compare_type": True})
+            assert compare_metadata(context, metadata) == []
+    finally:
+        engine.dispose()

@@ -4,6 +4,10 @@ The scripts ship inside the package (`migrations/`), so no `alembic.ini` is need
 runs in one transaction that first takes a lock (SQLite: `BEGIN IMMEDIATE`; Postgres: an
 advisory lock per schema), so processes opening the same store at once migrate it exactly
 once; the others then find it at head, and upgrading an up-to-date store changes nothing.
+
+A database with no tables at all (a fresh store) is created from the tables the code uses
+and stamped at head, without loading Alembic; a test checks that this schema is the one
+the scripts build.
 """
 
 from __future__ import annotations
@@ -49,20 +53,54 @@ def current_revision(connection: Connection) -> str | None:
     return connection.execute(text(f"SELECT version_num FROM {VERSION_TABLE}")).scalar()
 
 
-def upgrade(engine: Engine) -> None:
+def _lock(conn: Connection) -> None:
+    """Serialize migrations of one schema (SQLite: the write transaction already does)."""
+    if conn.dialect.name == "postgresql":
+        conn.execute(
+            text("SELECT pg_advisory_xact_lock(hashtext(:name || current_schema()))"),
+            {"name": _LOCK_NAME},
+        )
+
+
+def create_fresh(engine: Engine) -> bool:
+    """Create the schema at head in a database that has no tables, without Alembic;
+    False (and nothing done) if it has any table, e.g. created meanwhile by another
+    process."""
+    from rlm_engine.store.tables import metadata
+
+    with engine.begin() as conn:
+        _lock(conn)
+        if inspect(conn).get_table_names():
+            return False
+        metadata.create_all(conn)
+        # The table Alembic keeps its revision in, as Alembic creates it.
+        conn.execute(
+            text(
+                f"CREATE TABLE {VERSION_TABLE} (version_num VARCHAR(32) NOT NULL, "
+                f"CONSTRAINT {VERSION_TABLE}_pkc PRIMARY KEY (version_num))"
+            )
+        )
+        conn.execute(
+            text(f"INSERT INTO {VERSION_TABLE} (version_num) VALUES (:head)"),
+            {"head": HEAD_REVISION},
+        )
+    return True
+
+
+def upgrade(engine: Engine, *, fresh_without_alembic: bool = True) -> None:
     """Bring the schema to head; safe to call from many processes at once."""
     with engine.connect() as conn:
         conn.execution_options(**{READ_ONLY: True})
-        if current_revision(conn) == HEAD_REVISION:
+        revision = current_revision(conn)
+        if revision == HEAD_REVISION:
             return
+        empty = revision is None and not inspect(conn).get_table_names()
+    if empty and fresh_without_alembic and create_fresh(engine):
+        return
     from alembic import command
 
     with engine.begin() as conn:
-        if conn.dialect.name == "postgresql":
-            conn.execute(
-                text("SELECT pg_advisory_xact_lock(hashtext(:name || current_schema()))"),
-                {"name": _LOCK_NAME},
-            )
+        _lock(conn)
         # Whoever held the lock before us may have migrated already: Alembic re-reads the
         # version inside this transaction and does nothing if it is at head.
         command.upgrade(_config(conn), "head")
