@@ -89,6 +89,13 @@ def test_imports_load_no_heavy_module(code: str) -> None:
     assert loaded(code) == []
 
 
+def test_rlm_ask_imports_no_terminal_tracing_or_export_module_before_it_runs() -> None:
+    # The run needs the store, the engine and pydantic; not rich (piped), OpenTelemetry
+    # (no endpoint), Alembic (a migrated store) or nbformat.
+    optional = ("rich", "opentelemetry", "alembic", "nbformat", "matplotlib")
+    assert loaded("import rlm_engine.cli.ask", optional) == []
+
+
 @pytest.mark.parametrize("argv", [["--help"], ["runs", "--help"], ["ask", "--help"], ["models"]])
 def test_light_commands_load_no_heavy_module(argv: list[str]) -> None:
     assert loaded(run_cli(argv)) == []

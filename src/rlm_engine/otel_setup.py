@@ -7,9 +7,12 @@ Called at the edges (CLI, server) only. The exporter reads its own settings
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import TYPE_CHECKING
 
 from rlm_engine.errors import MissingExtraError
-from rlm_engine.plugins.tracing import TracingPlugin
+
+if TYPE_CHECKING:
+    from rlm_engine.plugins.tracing import TracingPlugin
 
 ENDPOINT_VARIABLES = ("OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")
 CAPTURE_VARIABLE = "OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT"
@@ -28,6 +31,8 @@ def tracing_from_env(env: Mapping[str, str]) -> TracingPlugin | None:
         raise MissingExtraError(
             "exporting traces (OTEL_EXPORTER_OTLP_ENDPOINT is set)", "otel", exc.name or "otel"
         ) from exc
+    from rlm_engine.plugins.tracing import TracingPlugin  # only when tracing: it loads OTel
+
     service = env.get("OTEL_SERVICE_NAME") or "rlm-engine"
     provider = TracerProvider(resource=Resource.create({"service.name": service}))
     provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter()))
