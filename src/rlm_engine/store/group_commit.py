@@ -31,7 +31,7 @@ T = TypeVar("T")
 # Writes one group takes at most (a deep backlog is committed in several transactions).
 MAX_GROUP = 4096
 # Events one events-only group takes at most: a journal write queued meanwhile waits for it.
-EVENTS_GROUP = 256
+EVENTS_GROUP = 128
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,7 +92,7 @@ class GroupCommitWriter:
             if self._pid != os.getpid():  # a forked child starts its own thread
                 self._pid, self._thread, self._queue = os.getpid(), None, []
             self._queue.append(item)
-            if self._thread is None:
+            if self._thread is None or not self._thread.is_alive():
                 self._thread = threading.Thread(target=self._run, name=self._name, daemon=True)
                 self._thread.start()
             self._cond.notify()

@@ -67,8 +67,10 @@ class SqlStore(Store):
         return self._db.blobs
 
     def close(self) -> None:
-        if self._writer is not None:
-            self._writer.close()
+        with self._writer_lock:
+            writer, self._writer = self._writer, None
+        if writer is not None:
+            writer.close()  # commits what is queued first
         self._db.engine.dispose()
 
     # runs
