@@ -14,7 +14,7 @@ import pytest
 from rlm_engine import RLM
 from rlm_engine.events import ContextLoaded, Event, ModelCallStarted
 from rlm_engine.lm.scripted import ScriptedModel
-from rlm_engine.sandbox.base import ContextMeta, ContextValue, HostHandler, Sandbox
+from rlm_engine.sandbox.base import CellResult, ContextMeta, ContextValue, HostHandler, Sandbox
 from rlm_engine.sandbox.local import LocalSandbox
 from rlm_engine.types import Message
 
@@ -130,3 +130,48 @@ async def test_the_host_describes_every_context_as_the_worker_does(
             loaded = await box.load_context(value)
         assert isinstance(described, ContextMeta)
         assert described == loaded, value
+
+
+class CountingSandbox(LocalSandbox):
+    """A real REPL that counts the commands the engine sends it."""
+
+    commands: list[str] = []
+
+    async def execute(self, code: str, *, timeout_s: float) -> CellResult:
+        self.commands.append("execute")
+        return await super().execute(code, timeout_s=timeout_s)
+
+    async def execute_at(self, code: str, *, clock: float, timeout_s: float) -> CellResult:
+        self.commands.append("execute_at")
+        return await super().execute_at(code, clock=clock, timeout_s=timeout_s)
+
+
+async def test_a_journaled_cell_is_one_command_with_its_clock(tmp_path: Path) -> None:
+    CountingSandbox.commands = []
+
+    def factory(handler: HostHandler, reserved_tools: tuple[str, ...]) -> Sandbox:
+        return CountingSandbox(
+            handler, isolation="none", tools=reserved_tools, workdir_parent=tmp_path
+        )
+
+    replies = [
+        "```repl\nimport time\nt = time.time()\nprint(t)\n```",
+        "```repl\nprint(time.time() - t)\n```",
+        "```repl\nFINAL('done')\n```",
+    ]
+    root = ScriptedModel(replies)
+    result = await RLM(root, sandbox_factory=factory).arun("q", "ctx")
+    assert result.stop_reason == "final"
+    # One setup command seeds `random`; then one command per cell, clock included.
+    assert CountingSandbox.commands == ["execute", "execute_at", "execute_at", "execute_at"]
+
+
+async def test_execute_at_starts_the_repl_clock_with_the_cell(tmp_path: Path) -> None:
+    async def handler(method: str, params: Any) -> Any:
+        return None
+
+    async with LocalSandbox(handler, isolation="none", workdir_parent=tmp_path) as box:
+        first = await box.execute_at("import time\nprint(time.time())", clock=1000.0, timeout_s=10)
+        again = await box.execute_at("print(time.time())", clock=5.0, timeout_s=10)
+    assert first.output == "1000.000001\n"
+    assert again.output == "5.000001\n"

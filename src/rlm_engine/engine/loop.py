@@ -41,6 +41,7 @@ from rlm_engine.sandbox.base import (
     DescribesContext,
     FinalValue,
     Sandbox,
+    StartsClock,
 )
 from rlm_engine.types import Message
 
@@ -225,6 +226,15 @@ class RunLoop:
             return
         code = f"import rlm_engine.sandbox.worker_clock as _c\n_c.start({clock!r})\ndel _c"
         await _setup(sandbox, code, "set the clock of")
+
+    async def _execute(self, sandbox: Sandbox, code: str, clock: float | None) -> CellResult:
+        """Run a cell with the REPL's clock started at ``clock`` (one round trip where the
+        sandbox takes the clock with the cell)."""
+        timeout = self._cell_timeout()
+        if clock is not None and isinstance(sandbox, StartsClock):
+            return await sandbox.execute_at(code, clock=clock, timeout_s=timeout)
+        await self._start_clock(sandbox, clock)
+        return await sandbox.execute(code, timeout_s=timeout)
 
     async def _sandbox(self) -> Sandbox:
         booting = self.session.booting
@@ -463,8 +473,7 @@ class RunLoop:
         )
         recorded, clock = await journal_cell_start(self.state.journal, node, info, verdict.code)
         sandbox = await self._sandbox()
-        await self._start_clock(sandbox, clock)
-        result = await sandbox.execute(verdict.code, timeout_s=self._cell_timeout())
+        result = await self._execute(sandbox, verdict.code, clock)
         await journal_cell_end(self.state.journal, node, result, recorded)
         self._cell_node = self.node
         node.status = result.status
@@ -523,8 +532,7 @@ class RunLoop:
         for node_id, code, clock in self._executed:
             # A stand-in node with the original id: sub-calls get their original ids back.
             self._cell_node = CallNode(id=node_id, kind="cell")
-            await self._start_clock(sandbox, clock)
-            replayed = await sandbox.execute(code, timeout_s=self._cell_timeout())
+            replayed = await self._execute(sandbox, code, clock)
             restored = restored and replayed.status in ("ok", "error")
         self._cell_node = self.node
         await self.state.emit(

@@ -93,5 +93,15 @@ class DescribesContext(Protocol):
         ...
 
 
+@runtime_checkable
+class StartsClock(Protocol):
+    """A sandbox that starts the REPL's replay-stable clock (``worker_clock``) together
+    with the cell, in one round trip instead of a setup cell and the cell."""
+
+    async def execute_at(self, code: str, *, clock: float, timeout_s: float) -> CellResult:
+        """``execute(code)`` with the REPL's clock started at ``clock`` first."""
+        ...
+
+
 class SandboxFactory(Protocol):
     def __call__(self, handler: HostHandler, *, reserved_tools: Sequence[str] = ()) -> Sandbox: ...

@@ -242,13 +242,24 @@ class LocalSandbox:
         """Run one cell. At ``timeout_s`` the cell gets a KeyboardInterrupt (status
         ``timeout``, variables kept); if it has not stopped ``kill_grace_s`` later the
         process group is killed (status ``killed``, the sandbox is dead)."""
+        return await self._execute(code, timeout_s, None)
+
+    async def execute_at(self, code: str, *, clock: float, timeout_s: float) -> CellResult:
+        """``execute`` with the REPL's replay-stable clock started at ``clock`` (seconds
+        since the epoch) just before the cell, in the same command."""
+        return await self._execute(code, timeout_s, clock)
+
+    async def _execute(self, code: str, timeout_s: float, clock: float | None) -> CellResult:
         link = self._require_link()
         await self._lock.acquire()
         handed_off = False
         began = asyncio.get_running_loop().time()
         try:
             link = self._require_link()
-            reply_future = link.request("exec", code=code)
+            fields: dict[str, Any] = {"code": code}
+            if clock is not None:
+                fields["clock"] = clock
+            reply_future = link.request("exec", **fields)
             try:
                 return await self._run(link, reply_future, timeout_s, began)
             except asyncio.CancelledError:

@@ -167,6 +167,9 @@ class PooledSandbox:
     async def execute(self, code: str, *, timeout_s: float) -> CellResult:
         return await self._require().execute(code, timeout_s=timeout_s)
 
+    async def execute_at(self, code: str, *, clock: float, timeout_s: float) -> CellResult:
+        return await self._require().execute_at(code, clock=clock, timeout_s=timeout_s)
+
     async def list_vars(self) -> dict[str, str]:
         return await self._require().list_vars()
 

@@ -17,9 +17,9 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Protocol, cast
 
-from rlm_engine.errors import ContextError, SandboxDied
+from rlm_engine.errors import ContextError, SandboxDied, SandboxError
 from rlm_engine.sandbox import wire
-from rlm_engine.sandbox.base import ContextMeta, ContextValue, HostHandler
+from rlm_engine.sandbox.base import CellResult, ContextMeta, ContextValue, HostHandler
 from rlm_engine.sandbox.host_process import WorkerProcess
 from rlm_engine.sandbox.host_protocol import parse_context_meta
 from rlm_engine.sandbox.limits import Limits
@@ -322,6 +322,15 @@ class RelayedSandbox(LocalSandbox):
         super().kill_now()
         if self._relay is not None:
             self._relay.abandon()
+
+    async def execute_at(self, code: str, *, clock: float, timeout_s: float) -> CellResult:
+        """The clock in a setup cell of its own: the worker at the other end may be an
+        installation that predates the clock in the exec command."""
+        setup = f"import rlm_engine.sandbox.worker_clock as _c\n_c.start({clock!r})\ndel _c"
+        started = await self.execute(setup, timeout_s=10.0)
+        if started.status != "ok":
+            raise SandboxError(f"could not set the clock of the REPL: {started.error}")
+        return await self.execute(code, timeout_s=timeout_s)
 
     def describe_context(self, value: ContextValue) -> ContextMeta | None:
         """``None``: the context is staged where the worker runs, which may see other

@@ -93,6 +93,9 @@ class Worker:
         kind = message.get("type")
         try:
             if kind == "exec":
+                clock = message.get("clock")
+                if isinstance(clock, int | float) and not isinstance(clock, bool):
+                    _start_clock(float(clock))
                 value: Any = self._exec(str(message.get("code", "")))
             elif kind == "load_context":
                 value = self._load_context(message.get("spec"))
@@ -155,6 +158,13 @@ class Worker:
         """Echo a cell's trailing expression like a notebook does."""
         if value is not None and not isinstance(value, VarsReport):
             print(repr(value))
+
+
+def _start_clock(base: float) -> None:
+    """Start the replay-stable clock for the cell that comes with it (journaled runs)."""
+    from rlm_engine.sandbox import worker_clock
+
+    worker_clock.start(base)
 
 
 def _parse_args(argv: list[str]) -> dict[str, str]:
