@@ -38,24 +38,49 @@ def ms(values: list[float]) -> str:
     return f"{statistics.median(values) * 1000:.1f} ms (p90 {p90 * 1000:.1f})"
 
 
-async def cold(isolation: IsolationMode, parent: Path) -> tuple[list[float], list[float]]:
-    """Start to first result, and per-cell round trip, for ``isolation``."""
-    starts: list[float] = []
+async def cold_start(isolation: IsolationMode, parent: Path) -> float:
+    """One start to first result (``1 + 1``) for ``isolation``."""
+    began = time.perf_counter()
+    box = LocalSandbox(handler, isolation=isolation, workdir_parent=parent)
+    await box.start()
+    result = await box.execute("1 + 1", timeout_s=10)
+    elapsed = time.perf_counter() - began
+    assert result.output == "2\n", result
+    await box.close()
+    return elapsed
+
+
+async def bare_interpreter(*flags: str) -> float:
+    """``python <flags> -c pass`` from spawn to exit: the interpreter's own floor."""
+    began = time.perf_counter()
+    proc = await asyncio.create_subprocess_exec(sys.executable, *flags, "-c", "pass")
+    await proc.wait()
+    return time.perf_counter() - began
+
+
+async def cold(parent: Path) -> dict[str, list[float]]:
+    """Cold starts of both levels and the bare interpreter, interleaved start by start
+    so that load on the machine hits each of them alike."""
+    await cold_start("none", parent)  # warm-up: bytecode, probes, the page cache
+    await cold_start("strict", parent)
+    starts: dict[str, list[float]] = {"none": [], "strict": [], "-I -S": [], "plain": []}
     for _ in range(STARTS):
-        began = time.perf_counter()
-        box = LocalSandbox(handler, isolation=isolation, workdir_parent=parent)
-        await box.start()
-        result = await box.execute("1 + 1", timeout_s=10)
-        starts.append(time.perf_counter() - began)
-        assert result.output == "2\n", result
-        await box.close()
+        starts["none"].append(await cold_start("none", parent))
+        starts["strict"].append(await cold_start("strict", parent))
+        starts["-I -S"].append(await bare_interpreter("-I", "-S"))
+        starts["plain"].append(await bare_interpreter())
+    return starts
+
+
+async def cells(isolation: IsolationMode, parent: Path) -> list[float]:
+    """Per-cell round trip for ``isolation``."""
     async with LocalSandbox(handler, isolation=isolation, workdir_parent=parent) as box:
-        cells: list[float] = []
+        times: list[float] = []
         for _ in range(CELLS):
             began = time.perf_counter()
             await box.execute("x = 1", timeout_s=10)
-            cells.append(time.perf_counter() - began)
-    return starts, cells
+            times.append(time.perf_counter() - began)
+    return times
 
 
 async def warm(parent: Path) -> list[float]:
@@ -125,8 +150,9 @@ async def main(quick: bool) -> None:
     caps = probe()
     with tempfile.TemporaryDirectory(prefix="rlm-bench-") as tmp:
         parent = Path(tmp)
-        plain_start, plain_cell = await cold("none", parent)
-        iso_start, iso_cell = await cold("strict", parent)
+        starts = await cold(parent)
+        plain_start, iso_start = starts["none"], starts["strict"]
+        plain_cell, iso_cell = await cells("none", parent), await cells("strict", parent)
         pool = await warm(parent)
         big = [] if quick else await large_context(parent)
     lines = [
@@ -135,17 +161,27 @@ async def main(quick: bool) -> None:
         "Command: `uv run python benchmarks/sandbox_isolation.py`  ",
         f"Machine: {platform.platform()}, {os.cpu_count()} CPUs, Python "
         f"{platform.python_version()}, running as {'root' if caps.is_root else 'non-root'}; "
-        f"isolation available: {caps.best}. Medians of {STARTS} starts and {CELLS} cells.",
+        f"isolation available: {caps.best}. Medians of {STARTS} starts (the two levels and "
+        f"the bare interpreter interleaved, after a warm-up start of each) and {CELLS} cells.",
         "",
         '| | plain subprocess (`isolation="none"`) | isolated (`bubblewrap`, own uid, rlimits) |',
         "|---|---|---|",
         f"| cold start to first result | {ms(plain_start)} | {ms(iso_start)} |",
         f"| warm-pool acquisition to first result | – | {ms(pool)} |",
         f"| per-cell round trip (`x = 1`) | {ms(plain_cell)} | {ms(iso_cell)} |",
+        f"| for reference, a bare interpreter: `python -c pass` / `python -I -S -c pass` "
+        f"| {ms(starts['plain'])} "
+        f"| {ms(starts['-I -S'])} |",
         "",
         f"Isolation overhead on a cold start: "
         f"{(statistics.median(iso_start) - statistics.median(plain_start)) * 1000:+.1f} ms "
         f"({statistics.median(iso_start) / statistics.median(plain_start):.2f}×).",
+        "",
+        "The worker starts as `python -I -S -c <boot>` with the import path `site` would "
+        "build, imports only what a cell needs, and reads bytecode the host cached for it "
+        "(an isolated worker cannot write its own: it reads the package read-only as "
+        "another uid). In `rlm ask` the start overlaps the first root call, so it is "
+        "first waited for by the first cell.",
     ]
     if big:
         lines += ["", "## 1 GB text context (isolated, memory-mapped `LargeText`)", ""]
