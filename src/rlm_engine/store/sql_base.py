@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import os
 import threading
 import time
@@ -9,7 +10,7 @@ from collections.abc import Generator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import Any
 
-from sqlalchemy import ColumnElement, Connection, Engine, Table
+from sqlalchemy import JSON, ColumnElement, Connection, Engine, Table
 from sqlalchemy.dialects import postgresql, sqlite
 
 from rlm_engine.store.blobs import BlobStore, sha256_text
@@ -107,21 +108,70 @@ def upsert(
         conn.execute(stmt.on_conflict_do_nothing(index_elements=keys))
 
 
+# Bound parameters per multi-row statement: under every backend's limit.
+MULTI_ROW_PARAMS = 20_000
+
+
 def upsert_many(
     conn: Connection,
     table: Table,
     rows: Sequence[Mapping[str, Any]],
-    keys: Sequence[str],
-    update: Sequence[str],
-    where: ColumnElement[bool] | None = None,
+    keys: Sequence[str] = (),
+    update: Sequence[str] = (),
+    where: str | None = None,
 ) -> None:
-    """`upsert` of many rows (all with the same columns) in one executemany statement."""
+    """INSERT many rows (all with the same columns) in multi-row statements; with ``keys``,
+    on a key conflict UPDATE the ``update`` columns (if the SQL condition ``where`` holds).
+
+    Values of JSON columns must be JSON text already. One ``INSERT ... VALUES (...), (...)``
+    rather than an executemany, whose driver steps (and releases the GIL for) every row: a
+    thread that gives the GIL up while the event loop is busy waits up to the interpreter's
+    switch interval (5 ms) to get it back, so a writer thread paid that per row. The SQL
+    is built once per shape and cached; no per-row work is left to SQLAlchemy.
+    """
     if not rows:
         return
-    dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
-    stmt = dialect.insert(table)
-    set_ = {name: stmt.excluded[name] for name in update}
-    conn.execute(
-        stmt.on_conflict_do_update(index_elements=keys, set_=set_, where=where),
-        [dict(row) for row in rows],
-    )
+    columns = tuple(rows[0])
+    per = max(1, MULTI_ROW_PARAMS // len(columns))
+    json_columns = frozenset(c.name for c in table.columns if isinstance(c.type, JSON))
+    for start in range(0, len(rows), per):
+        chunk = rows[start : start + per]
+        sql = _multi_row_sql(
+            conn.dialect.name,
+            table.name,
+            columns,
+            json_columns,
+            len(chunk),
+            tuple(keys),
+            tuple(update),
+            where,
+        )
+        params = tuple(row[c] for row in chunk for c in columns)
+        conn.exec_driver_sql(sql, params)
+
+
+@functools.lru_cache(maxsize=512)
+def _multi_row_sql(
+    dialect: str,
+    table: str,
+    columns: tuple[str, ...],
+    json_columns: frozenset[str],
+    count: int,
+    keys: tuple[str, ...],
+    update: tuple[str, ...],
+    where: str | None,
+) -> str:
+    if dialect == "postgresql":
+        marks = [("CAST(%s AS JSON)" if c in json_columns else "%s") for c in columns]
+    else:
+        marks = ["?"] * len(columns)
+    one = "(" + ", ".join(marks) + ")"
+    sql = f"INSERT INTO {table} ({', '.join(columns)}) VALUES " + ", ".join([one] * count)
+    if keys and update:
+        sets = ", ".join(f"{c} = excluded.{c}" for c in update)
+        sql += f" ON CONFLICT ({', '.join(keys)}) DO UPDATE SET {sets}"
+        if where is not None:
+            sql += f" WHERE {where}"
+    elif keys:
+        sql += f" ON CONFLICT ({', '.join(keys)}) DO NOTHING"
+    return sql

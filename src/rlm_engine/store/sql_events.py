@@ -9,7 +9,7 @@ from sqlalchemy import Connection, RowMapping, select, update
 
 from rlm_engine.store.errors import RunNotFoundError
 from rlm_engine.store.records import StoredEvent
-from rlm_engine.store.sql_base import SqlDb
+from rlm_engine.store.sql_base import SqlDb, upsert_many
 from rlm_engine.store.tables import events, runs
 
 if TYPE_CHECKING:
@@ -58,11 +58,10 @@ def append_events_in(conn: Connection, batch: Sequence[Event]) -> list[int]:
                     "node_id": event.node_id,
                     "depth": event.depth,
                     "ts": event.ts,
-                    "body": event.model_dump(mode="json"),
+                    "body": event.model_dump_json(),
                 }
             )
-    if rows:
-        conn.execute(events.insert(), rows)
+    upsert_many(conn, events, rows)
     return seqs
 
 

@@ -7,10 +7,11 @@ work inside a transaction the caller opened (`write_journal` commits many writes
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from sqlalchemy import Connection, RowMapping, Select, and_, select, update
+from sqlalchemy import Connection, RowMapping, Select, select, update
 from sqlalchemy.exc import IntegrityError
 
 from rlm_engine.store.errors import JournalConflictError, NotFoundError, RunNotFoundError
@@ -238,12 +239,17 @@ def record_model_calls(db: SqlDb, conn: Connection, batch: Sequence[ModelCall]) 
             values = _call_values(db, call)
             if row is not None:
                 _keep_started_values(values, row)
+            values["meta"] = json.dumps(values["meta"])
             rows.append(values)
     if rows:
         update_cols = [k for k in rows[0] if k != "started_at"]
-        # Spelled out: an expanding NOT IN cannot go into an executemany statement.
-        where = and_(*(nodes.c.status != status for status in sorted(TERMINAL_NODE_STATUSES)))
-        upsert_many(conn, nodes, rows, _NODE_KEY, update=update_cols, where=where)
+        upsert_many(conn, nodes, rows, _NODE_KEY, update=update_cols, where=_NOT_TERMINAL)
+
+
+# The first terminal record stands (SQL text for `upsert_many`).
+_NOT_TERMINAL = "nodes.status NOT IN ({})".format(
+    ", ".join(f"'{status}'" for status in sorted(TERMINAL_NODE_STATUSES))
+)
 
 
 def _conflict(call: ModelCall) -> JournalConflictError:
