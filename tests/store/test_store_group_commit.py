@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import threading
 from collections.abc import Iterator
 from concurrent.futures import Future, wait
@@ -261,3 +262,26 @@ def test_group_commit_is_correct_with_writers_in_other_processes(
         f.result(60)
     counts = [len(store.load_journal(run_id).calls) for run_id in runs]
     assert counts == [600, 300, 300]
+
+
+def test_coroutines_share_a_group_and_its_error(store: SqlStore) -> None:
+    new_run(store)
+    writer = store.journal_writer
+
+    async def batch(bad: bool) -> list[BaseException | None]:
+        release = hold(writer)
+        writes = [JournalWrites(calls=[call(f"r/{int(bad)}/{i}")]) for i in range(20)]
+        if bad:
+            writes.append(JournalWrites(calls=[call("r/1/0", "no-such-run")]))
+        tasks = [asyncio.ensure_future(writer.write(w)) for w in writes]
+        await asyncio.sleep(0.01)
+        assert not any(t.done() for t in tasks)  # queued behind the held writer
+        release.set()
+        return await asyncio.gather(*tasks, return_exceptions=True)
+
+    assert asyncio.run(batch(False)) == [None] * 20
+    assert writer.groups_committed == 1
+    outcomes = asyncio.run(batch(True))
+    assert len(outcomes) == 21 and all(isinstance(o, RunNotFoundError) for o in outcomes)
+    assert store.find_model_call("run-1", "r/1/0") is None
+    assert writer.groups_failed == 1

@@ -206,8 +206,7 @@ class StoreEventSink:
     async def _flush(self) -> None:
         while self._buffer:
             batch, self._buffer = self._buffer, []
-            done = self.store.journal_writer.submit(JournalWrites(events=batch))
-            await asyncio.wrap_future(done)
+            await self.store.journal_writer.write(JournalWrites(events=batch))
 
     async def drain(self) -> None:
         if self._task is not None:

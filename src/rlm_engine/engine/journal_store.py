@@ -115,7 +115,7 @@ class StoreJournal:
         return self._calls
 
     async def _write(self, writes: JournalWrites) -> None:
-        await asyncio.wrap_future(self.store.journal_writer.submit(writes))
+        await self.store.journal_writer.write(writes)
 
     async def recorded_call(self, node_id: str) -> RecordedCall | None:
         return (await self._index()).get(node_id)

@@ -2,21 +2,23 @@
 
 A fan-out of sub-calls finishes in waves; journaling each reply in its own transaction
 made every caller queue for the store's write lock and pay a commit (and, on SQLite, an
-fsync) of its own. Here callers hand their writes to one dedicated thread and wait on a
-future. While the thread commits one group, new writes queue up; the next group takes
-everything queued, in one transaction (`Store.write_journal`). Nobody waits for a timer:
-a lone write is committed at once, and a burst shares commits.
+fsync) of its own. Here callers hand their writes to one dedicated thread and wait:
+coroutines with ``await writer.write(...)``, threads on the future of ``submit``. While
+the thread commits one group, new writes queue up; the next group takes everything
+queued, in one transaction (`Store.write_journal`). Nobody waits for a timer: a lone
+write is committed at once, and a burst shares commits.
 
 Journal writes (model calls, cells) are committed ahead of queued events, which are
-committed in groups of their own. A caller's future is resolved only once its group is
-committed (durable). If the group's
-transaction fails, every caller of that group gets the error; the thread goes on with the
-next group. Reads that must not overtake queued writes (loading a run's journal) run on the
-same thread with `call`.
+committed in groups of their own. A caller is released only once its group is committed
+(durable). If the group's transaction fails, every caller of that group gets the error;
+the thread goes on with the next group. Reads that must not overtake queued writes
+(loading a run's journal) run on the same thread with `call`.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import os
 import threading
 from collections.abc import Callable
@@ -37,7 +39,11 @@ EVENTS_GROUP = 128
 @dataclass(frozen=True, slots=True)
 class _Write:
     writes: JournalWrites
-    future: Future[None]
+    future: Future[None] | None = None
+    """A thread's waiter (`submit`)."""
+    loop: asyncio.AbstractEventLoop | None = None
+    waiter: asyncio.Future[None] | None = None
+    """A coroutine's waiter (`write`), resolved on its loop."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,6 +75,17 @@ class GroupCommitWriter:
         future: Future[None] = Future()
         self._enqueue(_Write(writes, future))
         return future
+
+    async def write(self, writes: JournalWrites) -> None:
+        """Queue writes and wait until they are committed (or raise the group's error).
+
+        The callers of one group on one event loop are woken together, with one
+        ``call_soon_threadsafe``: each wake-up is a write to the loop's socket, for which the
+        writer thread gives up the GIL and then waits to get it back from the busy loop."""
+        loop = asyncio.get_running_loop()
+        waiter: asyncio.Future[None] = loop.create_future()
+        self._enqueue(_Write(writes, loop=loop, waiter=waiter))
+        await waiter
 
     def call(self, fn: Callable[[], T]) -> Future[T]:
         """Run ``fn`` on the writer thread, after every write queued before it."""
@@ -133,21 +150,45 @@ class GroupCommitWriter:
 
     def _commit_group(self, group: list[_Write]) -> None:
         # A caller that stopped waiting (cancelled) still gets its writes committed.
-        waiting = [w.future for w in group if w.future.set_running_or_notify_cancel()]
+        waiting = [
+            w.future
+            for w in group
+            if w.future is not None and w.future.set_running_or_notify_cancel()
+        ]
         merged = _merge([w.writes for w in group])
+        error: BaseException | None = None
         try:
             self._commit(merged)
         except BaseException as exc:
+            error = exc
             self.groups_failed += 1
-            for future in waiting:
-                future.set_exception(exc)
-            if not isinstance(exc, Exception):
-                raise
-            return
-        self.groups_committed += 1
-        self.writes_committed += len(merged)
+        else:
+            self.groups_committed += 1
+            self.writes_committed += len(merged)
         for future in waiting:
-            future.set_result(None)
+            if error is None:
+                future.set_result(None)
+            else:
+                future.set_exception(error)
+        by_loop: dict[asyncio.AbstractEventLoop, list[asyncio.Future[None]]] = {}
+        for w in group:
+            if w.loop is not None and w.waiter is not None:
+                by_loop.setdefault(w.loop, []).append(w.waiter)
+        for loop, waiters in by_loop.items():
+            with contextlib.suppress(RuntimeError):  # that loop is closed: nobody waits
+                loop.call_soon_threadsafe(_wake, waiters, error)
+        if error is not None and not isinstance(error, Exception):
+            raise error
+
+
+def _wake(waiters: list[asyncio.Future[None]], error: BaseException | None) -> None:
+    for waiter in waiters:
+        if waiter.done():  # the caller was cancelled
+            continue
+        if error is None:
+            waiter.set_result(None)
+        else:
+            waiter.set_exception(error)
 
 
 def _events_only(writes: JournalWrites) -> bool:
