@@ -6,7 +6,8 @@ it replies ``ok``. N comes from ``FANOUT=<n>`` in the question. It measures the 
 sub-call machinery, never a model.
 
 With ``TURNS=<n>`` in the question the root instead writes one trivial cell per turn
-(``print(k)  # turn k``) for n turns, then finishes: a loop whose every step costs the
+(``print(k)  # turn k``, after stamping ``time.time()`` into a list kept in the REPL) for
+n turns, then finishes with ``turns done <stamps>``: a loop whose every step costs the
 model nothing, so what it takes is the engine's own per-turn work. The turn number comes
 from the cells already in the request, so the policy keeps no state between requests.
 """
@@ -38,7 +39,23 @@ _FINISH = {
     "rlms": 'answer["content"] = report\nanswer["ready"] = True',
     "dspy": "SUBMIT(answer=report)",
 }
-_TURNS_DONE = 'report = "turns done"\n'
+# Each turn's cell stamps the wall clock into `stamps`, kept in the REPL; the finish
+# reports them, so a benchmark reads every turn's start from the answer.
+_TURN_CELL = """\
+import time
+try:
+    stamps
+except NameError:
+    stamps = []
+stamps.append(time.time())
+print({k})  # turn {k}"""
+_TURNS_DONE = """\
+try:
+    stamps
+except NameError:
+    stamps = []
+report = "turns done " + ",".join(f"{s:.6f}" for s in stamps)
+"""
 
 
 def engine_of(messages: list[JsonMessage]) -> str | None:
@@ -66,7 +83,7 @@ def turns_code(text: str, turns: int, engine: str) -> str:
     done = max((int(k) for k in _TURN_MARK.findall(text)), default=0)
     if done >= turns:
         return _TURNS_DONE + _FINISH[engine]
-    return f"print({done + 1})  # turn {done + 1}"
+    return _TURN_CELL.format(k=done + 1)
 
 
 class FanoutPolicy:
