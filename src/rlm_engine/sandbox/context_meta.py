@@ -8,8 +8,10 @@ value. The body is read (or mapped) in this process once and dropped.
 
 from __future__ import annotations
 
+import os
 import tempfile
 from pathlib import Path
+from typing import Any, cast
 
 from rlm_engine.sandbox.base import ContextMeta, ContextValue
 from rlm_engine.sandbox.context import StagingPolicy, stage_context
@@ -32,14 +34,32 @@ def describe_context(
     from rlm_engine.errors import ContextError
 
     with tempfile.TemporaryDirectory(prefix="rlm-context-meta-", dir=under) as scratch:
-        spec = stage_context(
-            value,
-            Path(scratch) / "context",
-            policy=StagingPolicy(),
-            lazy_over_bytes=lazy_over_bytes,
-        )
+        spec = _file_spec(value, lazy_over_bytes)
+        if spec is None:
+            spec = stage_context(
+                value,
+                Path(scratch) / "context",
+                policy=StagingPolicy(),
+                lazy_over_bytes=lazy_over_bytes,
+            )
         try:
             _, meta = load_context(spec)
         except ContextLoadError as exc:
             raise ContextError(f"the context could not be loaded: {exc}") from None
         return parse_context_meta(meta)
+
+
+def _file_spec(value: ContextValue, lazy_over_bytes: int) -> dict[str, Any] | None:
+    """The spec staging would give a single regular file, naming the file itself: read in
+    place, it needs no link or copy (a copy where the scratch directory is on another
+    file system). ``None`` for anything else."""
+    if not isinstance(value, os.PathLike):
+        return None
+    path = Path(cast(os.PathLike[str], value))
+    if not path.is_file():
+        return None
+    kind = "json" if path.suffix.lower() == ".json" else "text"
+    spec: dict[str, Any] = {"kind": kind, "path": str(path), "files": 1}
+    if kind == "text" and lazy_over_bytes > 0 and path.stat().st_size >= lazy_over_bytes:
+        spec["lazy"] = True
+    return spec
