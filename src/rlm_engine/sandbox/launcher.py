@@ -205,7 +205,13 @@ def worker_argv(python: str, extra: Sequence[str]) -> list[str]:
     start): the import path it would have built is passed in, so the REPL imports exactly
     what it could before. The worker adds the builtins ``site`` would (``exit``, ``help``).
     """
-    boot = WORKER_BOOT.format(path=list(interpreter_sys_path(python)))
+    path = list(interpreter_sys_path(python))
+    # This package may be importable only through a hook a .pth file installs (some
+    # editable installs): its own directory goes last, so -S cannot lose it.
+    package_root = str(Path(__file__).resolve().parents[2])
+    if package_root not in path:
+        path.append(package_root)
+    boot = WORKER_BOOT.format(path=path)
     return [python, "-I", "-S", "-c", boot, *extra]
 
 
