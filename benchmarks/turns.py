@@ -4,13 +4,13 @@ One simulator process (`rlm sim serve --policy fanout`, no latency) serves every
 question `TURNS=<n>` makes the root write one trivial cell per turn (`print(k)`) for n
 turns and then finish (see `rlm_engine.sim.oracle_fanout`), in each engine's own format.
 
-Per turn = (T(20 turns) - T(0 turns)) / 20 from a pair of runs made back to back, so
-start-up, the first sandbox and the finishing turn cancel; the figure is the median over
+Each cell stamps `time.time()` into a list kept in the REPL and the answer reports the
+stamps: per turn = the median gap between the starts of consecutive cells of a 20-turn
+run (one root call with its parsing and bookkeeping, one cell), then the median over
 rounds, the engines interleaved within each round. Ours is the real CLI: `rlm ask` in its
-own process, journaled in a fresh SQLite store under a temporary RLM_HOME, timed as the
-whole process (and, beside it, the run's own `duration_s`). The peers run in their own
-virtual environments, pointed at the same simulator by base_url, timed around the call
-in one process (after a warm-up run, so their imports do not count).
+own process, journaled in a fresh SQLite store under a temporary RLM_HOME; beside it the
+same loop in-process (`RLM(...).run`, journal in memory). The peers run in their own
+virtual environments, pointed at the same simulator by base_url, after a warm-up run.
 
 The floor is what a bare HTTP client (`http.client`, one keep-alive connection) takes for
 the same requests to the same server: the 21 chat requests of a 20-turn conversation
@@ -105,15 +105,14 @@ def turn_gaps(answer: str, turns: int) -> list[float]:
     return [b - a for a, b in zip(stamps, stamps[1:], strict=False)]
 
 
-def ours_cli(url: str, turns: int) -> tuple[float, float, str]:
-    """(process wall time, the run's own duration_s, the answer) of one `rlm ask`."""
+def ours_cli(url: str, turns: int) -> str:
+    """The answer of one `rlm ask` with TURNS=turns."""
     with tempfile.TemporaryDirectory(prefix="rlm-turns-") as home:
         context = Path(home) / "context.txt"
         context.write_text(CONTEXT)
         command = [str(Path(sys.executable).with_name("rlm")), "ask", f"TURNS={turns}"]
         command += ["--model", "sim/sim-model", "--context", str(context)]
         command += ["--max-iterations", str(turns + 5), "--json"]
-        began = time.perf_counter()
         done = subprocess.run(
             command,
             env={**os.environ, "RLM_HOME": home, "RLM_SIM_URL": url},
@@ -122,13 +121,12 @@ def ours_cli(url: str, turns: int) -> tuple[float, float, str]:
             timeout=600,
             check=False,
         )
-        wall = time.perf_counter() - began
     if done.returncode != 0:
         raise RuntimeError(f"rlm ask exit {done.returncode}: {done.stderr[-800:]}")
     result = json.loads(done.stdout)
     if result["iterations"] != turns + 1:
         raise RuntimeError(f"unexpected run: {result['stop_reason']} {result['iterations']}")
-    return wall, float(result["duration_s"]), str(result["answer"])
+    return str(result["answer"])
 
 
 def ours_library(url: str) -> str:
@@ -199,10 +197,6 @@ def floor(url: str) -> list[float]:
     return times
 
 
-def per_turn(t0: float, tn: float) -> float:
-    return (tn - t0) / TURNS
-
-
 def sample(measure: Callable[[], float]) -> float | str:
     try:
         return measure()
@@ -226,7 +220,6 @@ def main() -> None:
     floors: list[float] = []
     samples: dict[str, list[float | str]] = {
         "ours": [],
-        "ours-diff": [],
         "ours-library": [],
         "rlms": [],
         "dspy": [],
@@ -237,10 +230,8 @@ def main() -> None:
         ours_library(url)
         for round_ in range(args.rounds):
             floors += floor(url)
-            wall0, _, _ = ours_cli(url, 0)
-            walln, _, answer = ours_cli(url, TURNS)
+            answer = ours_cli(url, TURNS)
             samples["ours"].append(statistics.median(turn_gaps(answer, TURNS)))
-            samples["ours-diff"].append(per_turn(wall0, walln))
             samples["ours-library"].append(
                 sample(lambda: statistics.median(turn_gaps(ours_library(url), TURNS)))
             )
@@ -276,7 +267,6 @@ def write(
     base = statistics.median(floors)
     labels = {
         "ours": "**`rlm ask`, journaled (SQLite), isolated REPL**",
-        "ours-diff": "`rlm ask`, cross-check: (T(20 turns) - T(0 turns)) / 20, whole process",
         "ours-library": "`RLM(...).run` in-process, journal in memory (no SQLite)",
         "rlms": f"rlms {versions.get('rlms', '')}".strip(),
         "dspy": f"dspy.RLM {versions.get('dspy', '')}, LocalInterpreter".strip(),
@@ -319,12 +309,14 @@ def write(
         "was journaled. The peers run in their own venvs, pointed at the simulator by "
         "base_url, after a warm-up run. The floor is a bare keep-alive HTTP client sending "
         f"the same {TURNS + 1} requests (this engine's prompts) to the same server in the "
-        "same run. The cross-check row times whole `rlm ask` processes instead: it also "
-        "counts the work after the run that grows with the turns (the store's event queue "
-        "draining before exit) and carries the noise of process start-up; the in-process "
-        "row is the same engine loop with its journal in memory, so the difference to the "
-        "headline is what the SQLite journal costs per turn. Simulator replies measure the "
-        "engines, not a model.\n\n" + "\n".join(table) + "\n" + notes_text
+        "same run. The in-process row is the same engine loop with its journal in memory, "
+        "so its difference to the headline is what the SQLite journal costs per turn. "
+        "(Timing whole `rlm ask` processes, (T(20) - T(0)) / 20, was tried and dropped: "
+        "process start-up on this shared machine varies by more than the 20 turns "
+        "take.) Simulator replies measure the engines, not a model.\n\n"
+        + "\n".join(table)
+        + "\n"
+        + notes_text
     )
 
 
