@@ -263,8 +263,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         "before its first request (the CLI, store and SQLAlchemy, engine, pydantic events, "
         "plugins, the OpenAI-compatible adapter and aiohttp), in a process that does nothing "
         "else (it may load a little more than the run does before its first request); it is "
-        "about as long as launch → first request, so the imports are the critical path. The rest is opening the store, building "
-        "the RLM, recording the run, starting the sandbox and the first call's connection. "
+        "about as long as launch → first request, so the imports are the critical path. "
+        "The rest is opening the store, building the RLM, recording the run, starting the "
+        "sandbox and the first call's connection. "
         "The context's pinning is not on that path any more: the 1 GB case pays only the "
         "pinning thread's competition for the two cores, and its copy finishes before exit.",
         "",
