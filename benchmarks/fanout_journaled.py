@@ -155,7 +155,12 @@ class PostgresSchema:
 VARIANTS = ("ask_sqlite", "library", "ask_postgres")
 
 
-def timing(before: str | None) -> dict[tuple[int, int], dict[str, list[float]]]:
+def timing(
+    before: str | None,
+    cases: tuple[tuple[int, int], ...] = CASES,
+    rounds: int = RUNS,
+    only: tuple[str, ...] = VARIANTS,
+) -> dict[tuple[int, int], dict[str, list[float]]]:
     proc, url = start_sim()
     schema = PostgresSchema()
     measures: dict[str, Callable[[int, int], float]] = {
@@ -163,20 +168,21 @@ def timing(before: str | None) -> dict[tuple[int, int], dict[str, list[float]]]:
         "library": lambda n, c: library(url, n, c),
         "ask_postgres": lambda n, c: ask(url, n, c, schema.url),
     }
-    variants = list(VARIANTS)
+    variants = [v for v in VARIANTS if v in only]
     if before is not None:
         src = str(Path(before) / "src")
         measures["ask_before"] = lambda n, c: ask(url, n, c, src=src)
         variants.append("ask_before")
-    samples = {case: {v: list[float]() for v in variants} for case in CASES}
+    samples = {case: {v: list[float]() for v in variants} for case in cases}
     try:
         library(url, 16, 16)  # warm-up: imports and the first sandbox
         ask(url, 16, 16)
-        for rnd in range(RUNS):
-            for case in CASES:
+        for rnd in range(rounds):
+            for case in cases:
                 for variant in variants:
                     samples[case][variant].append(measures[variant](*case))
-            print(f"round {rnd + 1}/{RUNS}: " + json.dumps({str(k): v for k, v in samples.items()}))
+            progress = json.dumps({str(k): v for k, v in samples.items()})
+            print(f"round {rnd + 1}/{rounds}: {progress}")
     finally:
         proc.terminate()
         proc.wait(timeout=10)
@@ -450,11 +456,47 @@ def write(
     print(RESULTS.read_text())
 
 
+def quick(rows: str | None, rounds: int, only: tuple[str, ...]) -> None:
+    cases = CASES
+    if rows:
+        cases = tuple(
+            (int(n), int(c)) for n, c in (row.lower().split("x") for row in rows.split(","))
+        )
+    samples = timing(None, cases, rounds, only)
+    for (n, conc), by in samples.items():
+        med = {v: statistics.median(x) for v, x in by.items()}
+        line = ", ".join(f"{v} {m:.3f} s" for v, m in med.items())
+        if "library" in med:
+            line += "".join(
+                f", {v} / library {m / med['library']:.2f}x"
+                for v, m in med.items()
+                if v != "library"
+            )
+        print(f"{n} x {conc}: {line}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--before", help="a directory holding an earlier commit's src/")
     parser.add_argument("--before-label", help="what to call it in the results (a commit)")
+    parser.add_argument(
+        "--only-fanout",
+        action="store_true",
+        help="a quick look: the timing alone, no kill trials; prints medians, writes no results",
+    )
+    parser.add_argument("--rounds", type=int, default=RUNS, help="rounds (with --only-fanout)")
+    parser.add_argument(
+        "--rows", help="with --only-fanout: rows as CALLSxWIDTH, comma-separated (1024x256)"
+    )
+    parser.add_argument(
+        "--variants",
+        default=",".join(VARIANTS),
+        help=f"with --only-fanout: columns to run, comma-separated ({','.join(VARIANTS)})",
+    )
     args = parser.parse_args()
+    if args.only_fanout:
+        quick(args.rows, args.rounds, tuple(args.variants.split(",")))
+        return
     trials = kills()
     print(json.dumps(trials))
     samples = timing(args.before)
