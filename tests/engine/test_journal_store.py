@@ -175,3 +175,26 @@ def test_no_concurrency_slot_is_held_while_a_reply_is_journaled() -> None:
     result = run(RLM(root, ScriptedModel(sub), max_concurrency=1), journal, "slots")
     assert result.answer == "ok ok", result.answer  # no "[error: TimeoutError ...]" in it
     assert started == ["one", "two"]
+
+
+def test_a_root_turn_and_its_cell_share_one_commit_and_the_run_ends_durable(
+    store: SqlStore,
+) -> None:
+    """A root reply and a cell's outcome are held back: the next cell start commits them
+    with it, and the run's end flushes the rest."""
+    turns = 12
+    replies = [f"```repl\nprint({i})\n```" for i in range(turns)] + ["```repl\nFINAL('ok')\n```"]
+    model = ScriptedModel(lambda m: replies[sum(x.role == "assistant" for x in m)])
+    run_id = new_run(store)
+    writer = store.journal_writer
+    before = writer.groups_committed
+    result = run(RLM(model, model, max_iterations=turns + 5), StoreJournal(store, run_id), run_id)
+    assert result.answer == "ok"
+    snapshot = store.load_journal(run_id)
+    # Everything is durable once arun returns: every root turn and every finished cell.
+    assert len([c for c in snapshot.calls.values() if c.kind == "root_turn"]) == turns + 1
+    assert len(snapshot.cells) == turns + 1
+    assert all(c.status == "completed" for c in snapshot.cells)
+    # Each cell start carries the held root reply and the previous cell's outcome with
+    # it, and the run's end commits the last outcome: 13 + 1 commits instead of 3 * 13.
+    assert writer.groups_committed - before == turns + 2

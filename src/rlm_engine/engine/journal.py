@@ -62,7 +62,9 @@ class RecordedCell:
 
 
 class Journal(Protocol):
-    """Durable storage of one run's steps; every method returns once the write is durable."""
+    """Durable storage of one run's steps. A write returns once it is durable, except
+    ``record_call`` of a root turn and ``finish_cell``, which the next write or ``flush``
+    makes durable (nothing acts on them before that)."""
 
     async def recorded_call(self, node_id: str) -> RecordedCall | None: ...
 
@@ -83,6 +85,12 @@ class Journal(Protocol):
     ) -> None: ...
 
     async def finish_cell(self, node_id: str, result: CellResult, output_hash: str) -> None: ...
+
+    async def flush(self) -> None:
+        """Wait until every write is durable: a journal may queue a write that nothing
+        outside the host acts on (a root reply, a cell's outcome) and let the next one, or
+        this, make it durable."""
+        ...
 
 
 def digest(*parts: object) -> str:
@@ -155,6 +163,9 @@ class MemoryJournal:
         if previous is None:
             previous = RecordedCell("", None)
         self.cells[node_id] = replace(previous, output_hash=output_hash)
+
+    async def flush(self) -> None:
+        return None
 
 
 async def journal_cell_start(

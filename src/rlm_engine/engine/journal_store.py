@@ -5,6 +5,12 @@ that commits the writes of concurrent sub-calls together, one transaction per gr
 releases each caller once its group is durable. Lookups never touch the store per step: the
 run's journal is read once (one read, on the writer thread) the first time it is needed, and
 what this journal writes afterwards is added to that index as it becomes durable.
+
+Two writes are held back: a root turn's reply and a cell's outcome. Nothing outside the
+host acts on either before the journal's next write (the next cell's start, a sub-call's
+reply) or `flush`, which commits them in its own transaction: a turn costs one commit
+instead of three. A crash before
+then loses only steps a resume redoes anyway (call the root again, run the cell again).
 """
 
 from __future__ import annotations
@@ -76,6 +82,7 @@ class StoreJournal:
         self._calls: dict[str, RecordedCall] | None = None
         self._cells: dict[str, RecordedCell] = {}
         self._loading: Future[JournalSnapshot] | None = None
+        self._held: list[JournalWrites] = []
         self.loads = 0
         """How many times the run's journal was read from the store (once, normally)."""
 
@@ -115,7 +122,18 @@ class StoreJournal:
         return self._calls
 
     async def _write(self, writes: JournalWrites) -> None:
+        if self._held:
+            writes = _joined([*self._held, writes])
+            self._held = []
         await self.store.journal_writer.write(writes)
+
+    def _hold(self, writes: JournalWrites) -> None:
+        self._held.append(writes)
+
+    async def flush(self) -> None:
+        """Make the writes held back so far durable."""
+        if self._held:
+            await self._write(JournalWrites())
 
     async def recorded_call(self, node_id: str) -> RecordedCall | None:
         return (await self._index()).get(node_id)
@@ -143,7 +161,10 @@ class StoreJournal:
             meta={"finish_reason": completion.finish_reason, "provider": completion.provider},
         )
         index = await self._index()
-        await self._write(JournalWrites(calls=[call]))
+        if role == "root":
+            self._hold(JournalWrites(calls=[call]))
+        else:  # a sub-call's reply goes into the cell: durable first
+            await self._write(JournalWrites(calls=[call]))
         recorded = _recorded_call(call)
         if recorded is not None and node_id not in index:
             index[node_id] = recorded
@@ -183,7 +204,15 @@ class StoreJournal:
             error=result.error,
             meta={"engine_output_hash": output_hash, "cell_status": result.status},
         )
-        await self._write(JournalWrites(cell_finishes=[finish]))
+        self._hold(JournalWrites(cell_finishes=[finish]))
         previous = self._cells.get(node_id)
         if previous is not None and previous.output_hash is None:
             self._cells[node_id] = RecordedCell(previous.code_hash, output_hash, previous.clock)
+
+
+def _joined(batches: list[JournalWrites]) -> JournalWrites:
+    return JournalWrites(
+        calls=[c for b in batches for c in b.calls],
+        cell_starts=[c for b in batches for c in b.cell_starts],
+        cell_finishes=[c for b in batches for c in b.cell_finishes],
+    )

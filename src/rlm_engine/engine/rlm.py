@@ -283,7 +283,10 @@ class RLM:
                     session.context = context
                     if session.sandbox is not None and session.sandbox.alive:
                         session.meta = await session.sandbox.load_context(context)
-                return await loop.run()
+                outcome = await loop.run()
+                if state.journal is not None:
+                    await state.journal.flush()
+                return outcome
         except TimeoutError:
             return Outcome("timeout", detail=f"run exceeded max_seconds={self.config.max_seconds}")
         except BudgetExceeded as exc:
