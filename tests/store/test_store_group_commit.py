@@ -16,7 +16,7 @@ from store_support import new_run, python
 from rlm_engine.events import RunStarted
 from rlm_engine.store import JournalConflictError, RunNotFoundError, SqlStore, open_store
 from rlm_engine.store.group_commit import GroupCommitWriter
-from rlm_engine.store.records import CellFinish, CellStart, JournalWrites, ModelCall
+from rlm_engine.store.records import CellFinish, CellStart, JournalWrites, ModelCall, NodeStart
 
 
 def started() -> RunStarted:
@@ -285,3 +285,88 @@ def test_coroutines_share_a_group_and_its_error(store: SqlStore) -> None:
     assert len(outcomes) == 21 and all(isinstance(o, RunNotFoundError) for o in outcomes)
     assert store.find_model_call("run-1", "r/1/0") is None
     assert writer.groups_failed == 1
+
+
+def test_a_journaled_call_keeps_what_its_started_node_recorded(store: SqlStore) -> None:
+    new_run(store)
+    store.start_node(
+        NodeStart(
+            "run-1",
+            "r/1/0",
+            "llm",
+            parent_id="r/1",
+            model="m0",
+            request_hash="h",
+            request="the prompt",
+            meta={"attempt": 1, "clock": 2.0},
+        )
+    )
+    bare = ModelCall(
+        run_id="run-1",
+        node_id="r/1/0",
+        kind="llm",
+        request_hash="h",
+        response="the answer",
+        meta={"clock": 3.0, "provider": "sim"},
+    )
+    store.journal_writer.submit(JournalWrites(calls=[bare])).result(10)
+    found = store.find_model_call("run-1", "r/1/0")
+    assert found is not None and found.status == "completed"
+    assert (found.parent_id, found.model, found.request) == ("r/1", "m0", "the prompt")
+    assert found.response == "the answer"
+    assert found.meta == {"attempt": 1, "clock": 3.0, "provider": "sim"}
+    # What the call says wins over what the start recorded.
+    store.start_node(NodeStart("run-1", "r/1/1", "llm", parent_id="r/1", request="old"))
+    told = ModelCall("run-1", "r/1/1", "llm", "h", "a", parent_id="r/9", request="new")
+    store.journal_writer.submit(JournalWrites(calls=[told])).result(10)
+    found = store.find_model_call("run-1", "r/1/1")
+    assert found is not None and (found.parent_id, found.request) == ("r/9", "new")
+
+
+def test_some_calls_journaled_already_and_the_rest_new(store: SqlStore) -> None:
+    new_run(store)
+    store.record_model_call(call("r/1/0"))
+    first = store.find_model_call("run-1", "r/1/0")
+    again = ModelCall("run-1", "r/1/0", "llm", "h", "a later answer")
+    store.journal_writer.submit(JournalWrites(calls=[call("r/1/1"), again])).result(10)
+    assert store.find_model_call("run-1", "r/1/0") == first
+    assert store.find_model_call("run-1", "r/1/1") is not None
+    wrong = call("r/1/0", request_hash="h2")
+    with pytest.raises(JournalConflictError):
+        store.journal_writer.submit(JournalWrites(calls=[call("r/1/2"), wrong])).result(10)
+    assert store.find_model_call("run-1", "r/1/2") is None
+
+
+def _writer_backend_pid(store: SqlStore) -> int:
+    """The Postgres backend of the writer's connection (read on the writer thread)."""
+    pids: list[int] = []
+
+    def note(conn: sa.Connection) -> None:
+        pids.append(int(conn.exec_driver_sql("SELECT pg_backend_pid()").scalar_one()))
+
+    connection = store._writer_conn  # pyright: ignore[reportPrivateUsage]
+    assert connection is not None
+    store.journal_writer.call(lambda: connection.run(note)).result(10)
+    return pids[0]
+
+
+def test_the_postgres_writer_keeps_one_connection_and_replaces_a_lost_one(
+    postgres_schema_url: str, store_home: Any
+) -> None:
+    store = open_store(postgres_schema_url, store_home)
+    try:
+        new_run(store)
+        writer = store.journal_writer
+        writer.submit(JournalWrites(calls=[call("r/1/0")])).result(10)
+        pid = _writer_backend_pid(store)
+        writer.submit(JournalWrites(calls=[call("r/1/1")], events=[started()])).result(10)
+        assert _writer_backend_pid(store) == pid  # no checkout per group
+        with store.engine.connect() as conn:
+            conn.execute(sa.text("SELECT pg_terminate_backend(:pid)"), {"pid": pid})
+        # The next group meets the dead connection, and is retried on a new one.
+        writer.submit(JournalWrites(calls=[call("r/1/2")])).result(10)
+        assert store.find_model_call("run-1", "r/1/2") is not None
+        assert _writer_backend_pid(store) != pid
+        assert writer.groups_failed == 0
+    finally:
+        store.close()

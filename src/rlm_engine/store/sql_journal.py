@@ -7,12 +7,13 @@ work inside a transaction the caller opened (`write_journal` commits many writes
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 from sqlalchemy import Connection, RowMapping, Select, select, update
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import DBAPIError, IntegrityError
 
 from rlm_engine.store.errors import JournalConflictError, NotFoundError, RunNotFoundError
 from rlm_engine.store.records import (
@@ -217,16 +218,22 @@ def _existing_nodes(conn: Connection, run_id: str, node_ids: list[str]) -> dict[
 
 
 def record_model_calls(db: SqlDb, conn: Connection, batch: Sequence[ModelCall]) -> None:
-    """`record_model_call` for many calls inside the caller's write transaction: one read
-    of the rows already there and one multi-row upsert, nothing read back. The same rules:
-    the first journaled result stands; a different request hash raises
-    `JournalConflictError` (and so fails the whole transaction)."""
+    """`record_model_call` for many calls inside the caller's write transaction. The same
+    rules: the first journaled result stands; a different request hash raises
+    `JournalConflictError` (and so fails the whole transaction).
+
+    SQLite: one read of the rows already there and one multi-row upsert, nothing read back.
+    Postgres: one pipelined upsert per call that merges with a started row in SQL; only if
+    it skipped rows (journaled already) are they read, to compare request hashes."""
     by_run: dict[str, dict[str, ModelCall]] = {}
     for call in batch:
         calls = by_run.setdefault(call.run_id, {})
         first = calls.setdefault(call.node_id, call)
         if first.request_hash != call.request_hash:
             raise _conflict(call)
+    if conn.dialect.name == "postgresql":
+        _record_model_calls_merging(db, conn, by_run)
+        return
     rows: list[dict[str, Any]] = []
     for run_id, calls in by_run.items():
         existing = _existing_nodes(conn, run_id, list(calls))
@@ -250,6 +257,73 @@ def record_model_calls(db: SqlDb, conn: Connection, batch: Sequence[ModelCall]) 
 _NOT_TERMINAL = "nodes.status NOT IN ({})".format(
     ", ".join(f"'{status}'" for status in sorted(TERMINAL_NODE_STATUSES))
 )
+
+# Postgres: what `_keep_started_values` does, in the upsert itself.
+_KEEP_STARTED = {
+    "parent_id": "COALESCE(excluded.parent_id, nodes.parent_id)",
+    "model": "COALESCE(excluded.model, nodes.model)",
+    "request_text": "CASE WHEN excluded.request_text IS NULL AND excluded.request_ref IS NULL "
+    "THEN nodes.request_text ELSE excluded.request_text END",
+    "request_ref": "CASE WHEN excluded.request_text IS NULL AND excluded.request_ref IS NULL "
+    "THEN nodes.request_ref ELSE excluded.request_ref END",
+    "meta": "CAST(CAST(nodes.meta AS JSONB) || CAST(excluded.meta AS JSONB) AS JSON)",
+}
+
+
+@functools.lru_cache(maxsize=64)
+def _merging_upsert_sql(columns: tuple[str, ...]) -> str:
+    marks = ", ".join("CAST(%s AS JSON)" if c == "meta" else "%s" for c in columns)
+    sets = ", ".join(
+        f"{c} = {_KEEP_STARTED.get(c, f'excluded.{c}')}" for c in columns if c != "started_at"
+    )
+    return (
+        f"INSERT INTO nodes ({', '.join(columns)}) VALUES ({marks}) "
+        f"ON CONFLICT (run_id, node_id) DO UPDATE SET {sets} WHERE {_NOT_TERMINAL}"
+    )
+
+
+def execute_many_pipelined(conn: Connection, sql: str, rows: Sequence[tuple[Any, ...]]) -> int:
+    """One statement for each of ``rows``; the rows it affected. On psycopg an executemany
+    in pipeline mode: the BEGIN that opens the transaction and every row travel together,
+    one round trip (at each, the writer thread gives up the GIL and may wait a switch
+    interval to get it back), and a short statement text psycopg parses once. A multi-row
+    ``VALUES`` list was slower there: psycopg re-parses a long statement on every call."""
+    driver: Any = conn.connection.driver_connection
+    if getattr(driver, "pipeline", None) is None:
+        return conn.exec_driver_sql(sql, list(rows)).rowcount
+    base: Any = conn.dialect.loaded_dbapi.Error
+    try:
+        with driver.cursor() as cursor:
+            cursor.executemany(sql, rows)
+            return int(cursor.rowcount)
+    except base as exc:
+        invalidated = conn.dialect.is_disconnect(exc, driver, None)
+        if invalidated:
+            conn.invalidate(exc)
+        raise DBAPIError.instance(sql, rows, exc, base, connection_invalidated=invalidated) from exc
+
+
+def _record_model_calls_merging(
+    db: SqlDb, conn: Connection, by_run: Mapping[str, Mapping[str, ModelCall]]
+) -> None:
+    rows: list[dict[str, Any]] = []
+    for calls in by_run.values():
+        for call in calls.values():
+            values = _call_values(db, call)
+            values["meta"] = json.dumps(values["meta"])
+            rows.append(values)
+    if not rows:
+        return
+    columns = tuple(rows[0])
+    params = [tuple(row[c] for c in columns) for row in rows]
+    if execute_many_pipelined(conn, _merging_upsert_sql(columns), params) == len(rows):
+        return
+    # The upsert skipped rows journaled already (their first record stands): each must
+    # have the same request. A row written just now has it by construction.
+    for run_id, calls in by_run.items():
+        for node_id, row in _existing_nodes(conn, run_id, list(calls)).items():
+            if row["request_hash"] != calls[node_id].request_hash:
+                raise _conflict(calls[node_id])
 
 
 def _conflict(call: ModelCall) -> JournalConflictError:

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import os
 import threading
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Literal
 
-from sqlalchemy import Engine
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy import Connection, Engine
+from sqlalchemy.exc import DBAPIError, IntegrityError
 
 from rlm_engine.store import sql_cache, sql_events, sql_journal, sql_runs, sql_sessions
 from rlm_engine.store.blobs import BlobStore
@@ -44,6 +45,54 @@ if TYPE_CHECKING:
     from rlm_engine.events import Event
 
 
+class _WriterConnection:
+    """The journal writer thread's own connection (Postgres), kept across groups: no pool
+    checkout and no pre-ping per group, each a round trip at which the writer thread gives
+    up the GIL and may wait a switch interval (5 ms) to get it back from a busy event loop.
+
+    A group that fails on a lost connection is retried once on a new one, unless the loss
+    came at COMMIT (the group may have been committed: its callers get the error)."""
+
+    def __init__(self, engine: Engine) -> None:
+        self._engine = engine
+        self._conn: Connection | None = None
+        self._pid = os.getpid()
+
+    def run(self, body: Callable[[Connection], None]) -> None:
+        """``body`` in one transaction on this connection, committed."""
+        for attempt in (1, 2):
+            fresh = self._conn is None
+            conn = self._connection()
+            committing = False
+            try:
+                with conn.begin():
+                    body(conn)
+                    committing = True
+            except DBAPIError as exc:
+                if not exc.connection_invalidated:
+                    raise
+                self.close()
+                if committing or fresh or attempt == 2:
+                    raise
+                continue
+            return
+
+    def _connection(self) -> Connection:
+        if self._conn is not None and self._pid != os.getpid():
+            self._conn = None  # a forked child's copy: the parent's session, not ours
+        if self._conn is not None and self._conn.invalidated:
+            self.close()
+        if self._conn is None:
+            self._conn = self._engine.connect()
+            self._pid = os.getpid()
+        return self._conn
+
+    def close(self) -> None:
+        conn, self._conn = self._conn, None
+        if conn is not None and self._pid == os.getpid():
+            conn.close()
+
+
 class SqlStore(Store):
     """The store on a migrated SQLAlchemy engine; build it with `open_store`."""
 
@@ -53,6 +102,8 @@ class SqlStore(Store):
         self._db = SqlDb(engine, blobs, inline_limit)
         self._writer: GroupCommitWriter | None = None
         self._writer_lock = threading.Lock()
+        # SQLite keeps its pool (and its in-process write lock, `SqlDb.write`).
+        self._writer_conn = None if engine.dialect.name == "sqlite" else _WriterConnection(engine)
 
     def __repr__(self) -> str:
         return f"SqlStore({display_url(str(self._db.engine.url))!r})"
@@ -71,6 +122,8 @@ class SqlStore(Store):
             writer, self._writer = self._writer, None
         if writer is not None:
             writer.close()  # commits what is queued first
+        if self._writer_conn is not None:
+            self._writer_conn.close()
         self._db.engine.dispose()
 
     # runs
@@ -168,30 +221,42 @@ class SqlStore(Store):
     def journal_writer(self) -> GroupCommitWriter:
         with self._writer_lock:
             if self._writer is None:
-                self._writer = GroupCommitWriter(self.write_journal)
+                self._writer = GroupCommitWriter(self._commit_group)
             return self._writer
 
     def write_journal(self, writes: JournalWrites) -> None:
         try:
             with self._db.write() as conn:
-                sql_journal.record_model_calls(self._db, conn, writes.calls)
-                for start in writes.cell_starts:
-                    sql_journal.begin_cell_in(self._db, conn, start, "executing")
-                for finish in writes.cell_finishes:
-                    sql_journal.finish_cell_in(
-                        self._db,
-                        conn,
-                        finish.key,
-                        finish.status,
-                        finish.output,
-                        finish.error,
-                        finish.meta,
-                    )
-                if writes.events:
-                    sql_events.append_events_in(conn, writes.events)
+                self._write_journal_in(conn, writes)
         except IntegrityError:
-            runs = {c.run_id for c in writes.calls} | {c.run_id for c in writes.cell_starts}
-            raise RunNotFoundError(", ".join(sorted(runs))) from None
+            raise _run_not_found(writes) from None
+
+    def _commit_group(self, writes: JournalWrites) -> None:
+        """`write_journal` on the writer thread (on Postgres, on its own connection)."""
+        if self._writer_conn is None:
+            self.write_journal(writes)
+            return
+        try:
+            self._writer_conn.run(lambda conn: self._write_journal_in(conn, writes))
+        except IntegrityError:
+            raise _run_not_found(writes) from None
+
+    def _write_journal_in(self, conn: Connection, writes: JournalWrites) -> None:
+        sql_journal.record_model_calls(self._db, conn, writes.calls)
+        for start in writes.cell_starts:
+            sql_journal.begin_cell_in(self._db, conn, start, "executing")
+        for finish in writes.cell_finishes:
+            sql_journal.finish_cell_in(
+                self._db,
+                conn,
+                finish.key,
+                finish.status,
+                finish.output,
+                finish.error,
+                finish.meta,
+            )
+        if writes.events:
+            sql_events.append_events_in(conn, writes.events)
 
     def load_journal(self, run_id: str) -> JournalSnapshot:
         return sql_journal.load_journal(self._db, run_id)
@@ -299,3 +364,8 @@ class SqlStore(Store):
         self, *, model: str | None = None, unused_for_s: float | None = None
     ) -> int:
         return sql_cache.clear_response_cache(self._db, model=model, unused_for_s=unused_for_s)
+
+
+def _run_not_found(writes: JournalWrites) -> RunNotFoundError:
+    runs = {c.run_id for c in writes.calls} | {c.run_id for c in writes.cell_starts}
+    return RunNotFoundError(", ".join(sorted(runs)))
