@@ -185,16 +185,21 @@ def memory_for(store: Store, session: str | None) -> StoreMemory:
 
 class StoreEventSink:
     """Appends events of the given runs to the store in batches, off the event loop,
-    through the store's group-commit writer (so they share commits with the journal).
+    through the store's group-commit writer.
 
-    The journal is what makes a run resumable and is written synchronously; events are the
-    audit trail and tolerate losing the last fraction of a second in a crash."""
+    The journal is what makes a run resumable and is written before each step; events are
+    the audit trail and tolerate losing the last fraction of a second in a crash, so they
+    are gathered for up to ``FLUSH_EVERY_S`` and committed together (a commit per event
+    burst would cost a run's root turns as much as their own journal commits)."""
+
+    FLUSH_EVERY_S = 0.1
 
     def __init__(self, store: Store) -> None:
         self.store = store
         self.run_ids: set[str] = set()
         self._buffer: list[Event] = []
         self._task: asyncio.Task[None] | None = None
+        self._now = asyncio.Event()  # set while draining: flush without waiting
 
     def __call__(self, event: Event) -> None:
         if event.run_id not in self.run_ids:
@@ -205,13 +210,22 @@ class StoreEventSink:
 
     async def _flush(self) -> None:
         while self._buffer:
+            if not self._now.is_set():
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(self.FLUSH_EVERY_S):
+                        await self._now.wait()
             batch, self._buffer = self._buffer, []
             await self.store.journal_writer.write(JournalWrites(events=batch))
 
     async def drain(self) -> None:
-        if self._task is not None:
-            await self._task
-        await self._flush()
+        """Commit every event received so far, now."""
+        self._now.set()
+        try:
+            if self._task is not None:
+                await self._task
+            await self._flush()
+        finally:
+            self._now.clear()
 
 
 def listeners(
