@@ -11,7 +11,6 @@ from contextlib import contextmanager
 from typing import Any
 
 from sqlalchemy import JSON, ColumnElement, Connection, Engine, Table
-from sqlalchemy.dialects import postgresql, sqlite
 
 from rlm_engine.store.blobs import BlobStore, sha256_text
 from rlm_engine.store.connect import READ_ONLY
@@ -99,8 +98,13 @@ def upsert(
 
     Native ON CONFLICT keeps concurrent writers of the same key from failing each other.
     """
-    dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
-    stmt = dialect.insert(table).values(dict(values))
+    # Only the connection's dialect is imported (the engine has loaded it already): a
+    # SQLite store never pays for the PostgreSQL dialect and its drivers' modules.
+    if conn.dialect.name == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert
+    else:
+        from sqlalchemy.dialects.sqlite import insert
+    stmt = insert(table).values(dict(values))
     if update:
         set_ = {name: stmt.excluded[name] for name in update}
         conn.execute(stmt.on_conflict_do_update(index_elements=keys, set_=set_, where=where))
