@@ -23,13 +23,13 @@ import math
 import os
 import re
 import statistics
-import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import Callable
 from functools import partial
 from pathlib import Path
+
+from sim_bench import rlm_ask, run_peer, sample, start_sim
 
 from rlm_engine import RLM
 
@@ -65,18 +65,6 @@ print("RESULT", out.answer)
 """
 
 
-def start_sim() -> tuple[subprocess.Popen[str], str]:
-    command = [sys.executable, "-m", "rlm_engine.cli.main", "sim", "serve", "--port", "0"]
-    command += ["--ttft", str(LATENCY_S), "--policy", "fanout"]
-    proc = subprocess.Popen(command, stdout=subprocess.PIPE, text=True)
-    assert proc.stdout is not None
-    match = re.search(r"(http://\S+)", proc.stdout.readline())
-    if match is None:
-        proc.kill()
-        raise RuntimeError("simulator did not start")
-    return proc, match.group(1)
-
-
 def parse(text: str, count: int) -> float:
     match = _REPORT.search(text)
     if match is None:
@@ -88,23 +76,10 @@ def parse(text: str, count: int) -> float:
 
 def ours_cli(url: str, count: int, concurrency: int) -> float:
     """`rlm ask` as users run it: its own process, journaled in a fresh SQLite store."""
-    with tempfile.TemporaryDirectory(prefix="rlm-fanout-") as home:
-        context = Path(home) / "context.txt"
-        context.write_text("fan-out benchmark context")
-        command = [str(Path(sys.executable).with_name("rlm")), "ask", f"FANOUT={count}"]
-        command += ["--model", "sim/sim-model", "--context", str(context)]
-        command += ["--max-concurrency", str(concurrency), "--max-iterations", "3", "--json"]
-        done = subprocess.run(
-            command,
-            env={**os.environ, "RLM_HOME": home, "RLM_SIM_URL": url},
-            capture_output=True,
-            text=True,
-            timeout=600,
-            check=False,
-        )
-    if done.returncode != 0:
-        raise RuntimeError(f"rlm ask exit {done.returncode}: {done.stderr[-800:]}")
-    return parse(done.stdout, count)
+    flags = ("--max-concurrency", str(concurrency), "--max-iterations", "3")
+    return parse(
+        rlm_ask(url, f"FANOUT={count}", "fan-out benchmark context", *flags)["answer"], count
+    )
 
 
 def ours(url: str, count: int, concurrency: int) -> float:
@@ -115,22 +90,7 @@ def ours(url: str, count: int, concurrency: int) -> float:
 
 
 def peer(python: str, driver: str, url: str, count: int) -> float:
-    with tempfile.NamedTemporaryFile("w", suffix=".py", delete=False) as handle:
-        handle.write(driver)
-    try:
-        done = subprocess.run(
-            [python, handle.name, url, str(count)],
-            capture_output=True,
-            text=True,
-            timeout=600,
-            check=False,
-        )
-    finally:
-        os.unlink(handle.name)
-    if done.returncode != 0:
-        last = [line for line in done.stderr.splitlines() if line.strip()][-3:]
-        raise RuntimeError(f"exit {done.returncode}: {' / '.join(last)}")
-    return parse(done.stdout, count)
+    return parse(run_peer(python, driver, [url, str(count)], timeout=600), count)
 
 
 def median(samples: list[float | str]) -> tuple[float | None, str]:
@@ -138,13 +98,6 @@ def median(samples: list[float | str]) -> tuple[float | None, str]:
     if errors:  # an engine that cannot run is reported, not faked
         return None, errors[0]
     return statistics.median(s for s in samples if not isinstance(s, str)), ""
-
-
-def sample(measure: Callable[[], float]) -> float | str:
-    try:
-        return measure()
-    except Exception as exc:
-        return f"{type(exc).__name__}: {exc}"
 
 
 def cell(value: float | None, ideal: float) -> str:
@@ -170,7 +123,7 @@ def engines(url: str, count: int) -> list[tuple[str, int, Callable[[], float]]]:
 
 
 def main() -> None:
-    proc, url = start_sim()
+    proc, url = start_sim("--ttft", str(LATENCY_S), "--policy", "fanout")
     rows: list[str] = []
     notes: list[str] = []
     try:

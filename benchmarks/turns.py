@@ -31,15 +31,12 @@ import http.client
 import json
 import os
 import platform
-import re
 import statistics
-import subprocess
-import sys
-import tempfile
 import time
-from collections.abc import Callable
 from pathlib import Path
 from urllib.parse import urlsplit
+
+from sim_bench import rlm_ask, run_peer, sample, start_sim
 
 from rlm_engine.engine import prompts
 from rlm_engine.sandbox.base import ContextMeta
@@ -83,18 +80,6 @@ print(json.dumps({"version": md.version("dspy"), "answer": once(turns)}))
 """
 
 
-def start_sim() -> tuple[subprocess.Popen[str], str]:
-    command = [sys.executable, "-m", "rlm_engine.cli.main", "sim", "serve", "--port", "0"]
-    command += ["--policy", "fanout"]
-    proc = subprocess.Popen(command, stdout=subprocess.PIPE, text=True)
-    assert proc.stdout is not None
-    match = re.search(r"(http://\S+)", proc.stdout.readline())
-    if match is None:
-        proc.kill()
-        raise RuntimeError("simulator did not start")
-    return proc, match.group(1)
-
-
 def turn_gaps(answer: str, turns: int) -> list[float]:
     """Seconds between the starts of consecutive turns, from the stamps the cells took."""
     if not answer.startswith("turns done"):
@@ -107,23 +92,7 @@ def turn_gaps(answer: str, turns: int) -> list[float]:
 
 def ours_cli(url: str, turns: int) -> str:
     """The answer of one `rlm ask` with TURNS=turns."""
-    with tempfile.TemporaryDirectory(prefix="rlm-turns-") as home:
-        context = Path(home) / "context.txt"
-        context.write_text(CONTEXT)
-        command = [str(Path(sys.executable).with_name("rlm")), "ask", f"TURNS={turns}"]
-        command += ["--model", "sim/sim-model", "--context", str(context)]
-        command += ["--max-iterations", str(turns + 5), "--json"]
-        done = subprocess.run(
-            command,
-            env={**os.environ, "RLM_HOME": home, "RLM_SIM_URL": url},
-            capture_output=True,
-            text=True,
-            timeout=600,
-            check=False,
-        )
-    if done.returncode != 0:
-        raise RuntimeError(f"rlm ask exit {done.returncode}: {done.stderr[-800:]}")
-    result = json.loads(done.stdout)
+    result = rlm_ask(url, f"TURNS={turns}", CONTEXT, "--max-iterations", str(turns + 5))
     if result["iterations"] != turns + 1:
         raise RuntimeError(f"unexpected run: {result['stop_reason']} {result['iterations']}")
     return str(result["answer"])
@@ -138,22 +107,8 @@ def ours_library(url: str) -> str:
 
 
 def peer(python: str, driver: str, url: str) -> tuple[str, str]:
-    with tempfile.NamedTemporaryFile("w", suffix=".py", delete=False) as handle:
-        handle.write(driver)
-    try:
-        done = subprocess.run(
-            [python, handle.name, url, str(TURNS), CONTEXT],
-            capture_output=True,
-            text=True,
-            timeout=900,
-            check=False,
-        )
-    finally:
-        os.unlink(handle.name)
-    if done.returncode != 0:
-        last = [line for line in done.stderr.splitlines() if line.strip()][-3:]
-        raise RuntimeError(f"exit {done.returncode}: {' / '.join(last)}")
-    report = json.loads(done.stdout.strip().splitlines()[-1])
+    out = run_peer(python, driver, [url, str(TURNS), CONTEXT])
+    report = json.loads(out.strip().splitlines()[-1])
     return str(report["version"]), str(report["answer"])
 
 
@@ -197,13 +152,6 @@ def floor(url: str) -> list[float]:
     return times
 
 
-def sample(measure: Callable[[], float]) -> float | str:
-    try:
-        return measure()
-    except Exception as exc:
-        return f"{type(exc).__name__}: {exc}"
-
-
 def ms(value: float) -> str:
     return f"{value * 1000:.1f}"
 
@@ -216,7 +164,7 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--rounds", type=int, default=7)
     args = parser.parse_args()
-    proc, url = start_sim()
+    proc, url = start_sim("--policy", "fanout")
     floors: list[float] = []
     samples: dict[str, list[float | str]] = {
         "ours": [],
