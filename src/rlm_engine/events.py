@@ -17,7 +17,10 @@ class Origin(TypedDict):
 
 
 class _Event(BaseModel):
-    model_config = ConfigDict(frozen=True)
+    # Each event class builds its validator and serializer when it is first used, not at
+    # import: a run's start needs a handful of the classes, and building all of them was
+    # most of this module's import time.
+    model_config = ConfigDict(frozen=True, defer_build=True)
 
     run_id: str
     # Path in the call tree: "" for the root run, "r/2" for the child started by cell 2, etc.
