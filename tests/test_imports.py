@@ -113,3 +113,75 @@ def test_parser_run_statuses_match_the_store() -> None:
     from rlm_engine.store.records import RunStatus
 
     assert get_args(RunStatus) == RUN_STATUSES
+
+
+def test_store_loads_only_the_sqlite_dialect(tmp_path: Path) -> None:
+    # The store opens, records a run and upserts (memory) without the PostgreSQL dialect.
+    code = (
+        "from pathlib import Path\n"
+        "from rlm_engine.store import MemoryScope, NewRun, open_store\n"
+        "from rlm_engine.store.memory_mapping import StoreMemory\n"
+        f"store = open_store(None, Path({str(tmp_path)!r}))\n"
+        "store.create_run(NewRun(run_id='r1', question='q', model='m', sub_model='m'))\n"
+        "StoreMemory(store, MemoryScope.user('u'))['k'] = 'v'\n"
+        "store.close()\n"
+    )
+    modules = loaded(code, ("sqlalchemy",))
+    assert "sqlalchemy.dialects.sqlite" in modules
+    assert not [m for m in modules if m.startswith("sqlalchemy.dialects.postgresql")]
+
+
+def test_events_build_their_validators_on_first_use() -> None:
+    code = (
+        "from rlm_engine import events\n"
+        "built = sorted(c.__name__ for c in events._Event.__subclasses__()"
+        " if c.__pydantic_complete__)\n"
+        "assert built == [], built\n"
+        "e = events.IterationStarted(run_id='r', iteration=1)\n"
+        "assert events.IterationStarted.__pydantic_complete__\n"
+        "assert not events.CellStarted.__pydantic_complete__\n"
+        "assert e.model_dump()['type'] == 'iteration_started'\n"
+    )
+    assert loaded(code, ("pydantic",)) != []  # events are pydantic models still
+
+
+def test_prefetch_imports_on_a_thread_past_a_missing_module() -> None:
+    code = (
+        "from rlm_engine.cli.commands import prefetch\n"
+        "thread = prefetch('no_such_module_here', 'aiohttp')\n"
+        "assert thread.name == 'rlm-prefetch' and not thread.daemon\n"
+        "thread.join()\n"
+    )
+    assert "aiohttp" in loaded(code, ("aiohttp", "no_such_module_here"))
+
+
+@pytest.mark.parametrize(
+    ("model", "prefetched"),
+    [
+        ("openai/gpt-4o-mini", True),
+        ("vllm/qwen", True),
+        ("", True),
+        ("anthropic/claude-sonnet-4-5", False),
+        ("gemini/gemini-2.5-flash", False),
+    ],
+)
+def test_rlm_ask_prefetches_aiohttp_for_models_that_send_with_it(
+    model: str, prefetched: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import argparse
+
+    from rlm_engine.cli.commands import ask
+
+    calls: list[tuple[str, ...]] = []
+
+    def record(*modules: str) -> None:
+        calls.append(modules)
+
+    def run(args: argparse.Namespace) -> int:
+        return 0
+
+    monkeypatch.delenv("RLM_MODEL", raising=False)
+    monkeypatch.setattr(ask, "prefetch", record)
+    monkeypatch.setattr(ask, "_run_ask", run)
+    assert ask.run_ask(argparse.Namespace(model=model or None)) == 0
+    assert calls == ([("aiohttp",)] if prefetched else [])

@@ -3,9 +3,25 @@
 from __future__ import annotations
 
 import argparse
+import os
 from typing import Any
 
-from rlm_engine.cli.commands import handler
+from rlm_engine.cli.commands import handler, prefetch
+
+# Providers whose adapters call through their own SDK; every other one (OpenAI and the
+# OpenAI-compatible servers, the simulator) sends its requests with aiohttp.
+SDK_PROVIDERS = frozenset({"anthropic", "gemini", "litellm"})
+
+_run_ask = handler("rlm_engine.cli.ask:run_ask")
+
+
+def run_ask(args: argparse.Namespace) -> int:
+    """`rlm_engine.cli.ask.run_ask`, with the HTTP client of the root model's first request
+    imported on a thread meanwhile, while the store opens and the run is set up."""
+    model: str = args.model or os.environ.get("RLM_MODEL") or ""
+    if model.partition("/")[0] not in SDK_PROVIDERS:
+        prefetch("aiohttp")
+    return _run_ask(args)
 
 
 def register(subparsers: Any) -> None:
@@ -76,4 +92,4 @@ def register(subparsers: Any) -> None:
     )
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.add_argument("--verbose", action="store_true", help="print every step")
-    p.set_defaults(handler=handler("rlm_engine.cli.ask:run_ask"))
+    p.set_defaults(handler=run_ask)
