@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -10,6 +11,7 @@ from sqlalchemy import Connection, RowMapping, select, update
 from rlm_engine.store.errors import RunNotFoundError
 from rlm_engine.store.records import StoredEvent
 from rlm_engine.store.sql_base import SqlDb, upsert_many
+from rlm_engine.store.sql_journal import execute_pipelined, rows_from_json
 from rlm_engine.store.tables import events, runs
 
 if TYPE_CHECKING:
@@ -61,8 +63,28 @@ def append_events_in(conn: Connection, batch: Sequence[Event]) -> list[int]:
                     "body": event.model_dump_json(),
                 }
             )
-    upsert_many(conn, events, rows)
+    if rows and conn.dialect.name == "postgresql":
+        execute_pipelined(conn, _INSERT_FROM_JSON, (_rows_json(rows),))
+    else:
+        upsert_many(conn, events, rows)
     return seqs
+
+
+_COLUMNS = ("run_id", "seq", "type", "node_id", "depth", "ts", "body")
+_INSERT_FROM_JSON = f"INSERT INTO events ({', '.join(_COLUMNS)}) {rows_from_json(events, _COLUMNS)}"
+
+
+def _rows_json(rows: list[dict[str, Any]]) -> str:
+    """The rows as one JSON array; each body (JSON text already) goes in as it is."""
+    dumps = json.JSONEncoder(ensure_ascii=False, allow_nan=False).encode
+    return (
+        "["
+        + ",".join(
+            dumps({c: row[c] for c in _COLUMNS[:-1]})[:-1] + ',"body":' + row["body"] + "}"
+            for row in rows
+        )
+        + "]"
+    )
 
 
 def _to_event(row: RowMapping) -> StoredEvent:
