@@ -28,23 +28,41 @@ COMMANDS: tuple[str, ...] = (
     "rlm_engine.cli.commands.sessions",
     "rlm_engine.cli.commands.sim",
 )
+# The module that defines each top-level command: `rlm ask ...` builds a parser with that
+# command only (the others' modules are never imported); anything else, the full one.
+COMMAND_MODULES: dict[str, str] = {
+    "ask": "rlm_engine.cli.commands.ask",
+    "bench": "rlm_engine.cli.commands.bench",
+    "cache": "rlm_engine.cli.commands.cache",
+    "demo": "rlm_engine.cli.commands.demo",
+    "memory": "rlm_engine.cli.commands.memory",
+    "models": "rlm_engine.cli.commands.models",
+    "runs": "rlm_engine.cli.commands.runs",
+    "replay": "rlm_engine.cli.commands.resume",
+    "sessions": "rlm_engine.cli.commands.sessions",
+    "sim": "rlm_engine.cli.commands.sim",
+}
 
 Handler = Callable[[argparse.Namespace], int]
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
+    """The ``rlm`` parser; with a ``command`` of `COMMAND_MODULES`, holding that one only."""
+    only = COMMAND_MODULES.get(command or "")
+    modules = COMMANDS if only is None else (only,)
     parser = argparse.ArgumentParser(
         prog="rlm",
         description="Recursive Language Models: answer questions over very large contexts.",
     )
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for module in COMMANDS:
+    for module in modules:
         import_module(module).register(subparsers)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
+    argv = sys.argv[1:] if argv is None else list(argv)
+    parser = build_parser(argv[0] if argv else None)
     args = parser.parse_args(argv)
     handler: Handler | None = getattr(args, "handler", None)
     if handler is None:
