@@ -104,7 +104,9 @@ def plugins_for(run_settings: Mapping[str, Any], settings: Settings) -> list[Plu
     """Defaults (unless turned off), named entry-point plugins, and tracing when an OTLP
     endpoint is configured."""
     plugins: list[Plugin] = [] if run_settings.get("no_default_plugins") else default_plugins()
-    plugins += load_entry_point_plugins(run_settings.get("plugins", []))
+    names: list[str] = list(run_settings.get("plugins", []))
+    if names:  # looking the entry points up reads every installed package's metadata
+        plugins += load_entry_point_plugins(names)
     tracing = tracing_from_env(settings.env)
     if tracing is not None:
         plugins.append(tracing)
