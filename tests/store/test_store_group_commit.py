@@ -370,3 +370,61 @@ def test_the_postgres_writer_keeps_one_connection_and_replaces_a_lost_one(
         assert writer.groups_failed == 0
     finally:
         store.close()
+
+
+def test_a_long_batch_of_events_lets_queued_journal_writes_in_between_slices() -> None:
+    committed: list[str] = []
+    writer: GroupCommitWriter
+
+    def commit(writes: JournalWrites) -> None:
+        committed.append(f"{len(writes.events)} events" if writes.events else "calls")
+        if len(committed) == 1:  # a reply is journaled while the first slice commits
+            late.append(writer.submit(JournalWrites(calls=[call("r/1/0")])))
+            late.append(writer.submit(JournalWrites(events=[started()])))
+
+    late: list[Future[None]] = []
+    writer = GroupCommitWriter(commit, events_slice=4)
+    try:
+        batch = writer.submit(JournalWrites(events=[started() for _ in range(10)]))
+        batch.result(10)
+        for future in late:
+            future.result(10)
+    finally:
+        writer.close()
+    # The queued events wait for the batch's last slice: events keep their order.
+    assert committed == ["4 events", "calls", "4 events", "2 events", "1 events"]
+    assert writer.groups_committed == 5 and writer.writes_committed == 12
+
+
+def test_a_failed_slice_fails_the_batch_and_skips_its_later_slices() -> None:
+    committed: list[int] = []
+
+    def commit(writes: JournalWrites) -> None:
+        if committed:
+            raise RuntimeError("the store is gone")
+        committed.append(len(writes.events))
+
+    writer = GroupCommitWriter(commit, events_slice=4)
+    try:
+        batch = writer.submit(JournalWrites(events=[started() for _ in range(10)]))
+        with pytest.raises(RuntimeError, match="gone"):
+            batch.result(10)
+    finally:
+        writer.close()
+    assert committed == [4] and writer.groups_failed == 1
+
+
+def test_postgres_commits_long_batches_of_events_in_slices(
+    postgres_schema_url: str, store_home: Any
+) -> None:
+    store = open_store(postgres_schema_url, store_home)
+    try:
+        new_run(store)
+        counter = Commits(store.engine)
+        events = [started() for _ in range(600)]
+        store.journal_writer.submit(JournalWrites(events=events)).result(10)
+        counter.close()
+        assert counter.count == 3  # 256 + 256 + 88
+        assert [e.seq for e in store.list_events("run-1")] == list(range(600))
+    finally:
+        store.close()

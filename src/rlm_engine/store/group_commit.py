@@ -13,6 +13,12 @@ committed in groups of their own. A caller is released only once its group is co
 (durable). If the group's transaction fails, every caller of that group gets the error;
 the thread goes on with the next group. Reads that must not overtake queued writes
 (loading a run's journal) run on the same thread with `call`.
+
+With ``events_slice`` (the Postgres store), a group of more events than that is committed
+in slices of that many, and journal writes that queued meanwhile are committed between two
+slices: a slow commit of a thousand events would hold up the callers waiting on the
+journal. Such a group is then no longer one transaction: a crash can keep the first slices
+(their numbering has no gaps), and an error fails the group's callers and its later slices.
 """
 
 from __future__ import annotations
@@ -21,12 +27,15 @@ import asyncio
 import contextlib
 import os
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from rlm_engine.store.records import JournalWrites
+
+if TYPE_CHECKING:
+    from rlm_engine.events import Event
 
 T = TypeVar("T")
 
@@ -34,6 +43,8 @@ T = TypeVar("T")
 MAX_GROUP = 4096
 # Events one events-only group takes at most: a journal write queued meanwhile waits for it.
 EVENTS_GROUP = 128
+# Events per transaction of a long events-only group, for stores that ask for slices.
+EVENTS_SLICE = 256
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,10 +67,15 @@ class GroupCommitWriter:
     """The writer thread of one store. Thread-safe; `submit` and `call` never block."""
 
     def __init__(
-        self, commit: Callable[[JournalWrites], None], *, name: str = "rlm-journal-writer"
+        self,
+        commit: Callable[[JournalWrites], None],
+        *,
+        name: str = "rlm-journal-writer",
+        events_slice: int | None = None,
     ) -> None:
         self._commit = commit
         self._name = name
+        self._events_slice = events_slice
         self._cond = threading.Condition()
         self._queue: list[_Write | _Call] = []
         self._thread: threading.Thread | None = None
@@ -156,15 +172,11 @@ class GroupCommitWriter:
             if w.future is not None and w.future.set_running_or_notify_cancel()
         ]
         merged = _merge([w.writes for w in group])
-        error: BaseException | None = None
-        try:
-            self._commit(merged)
-        except BaseException as exc:
-            error = exc
-            self.groups_failed += 1
+        limit = self._events_slice
+        if limit is not None and _events_only(merged) and len(merged.events) > limit:
+            error = self._commit_slices(merged.events, limit)
         else:
-            self.groups_committed += 1
-            self.writes_committed += len(merged)
+            error = self._commit_one(merged)
         for future in waiting:
             if error is None:
                 future.set_result(None)
@@ -179,6 +191,44 @@ class GroupCommitWriter:
                 loop.call_soon_threadsafe(_wake, waiters, error)
         if error is not None and not isinstance(error, Exception):
             raise error
+
+    def _commit_one(self, writes: JournalWrites) -> BaseException | None:
+        try:
+            self._commit(writes)
+        except BaseException as exc:
+            self.groups_failed += 1
+            return exc
+        self.groups_committed += 1
+        self.writes_committed += len(writes)
+        return None
+
+    def _commit_slices(self, events: Sequence[Event], limit: int) -> BaseException | None:
+        for start in range(0, len(events), limit):
+            if start:
+                try:
+                    self._commit_queued_journal()
+                except BaseException as exc:
+                    return exc
+            error = self._commit_one(JournalWrites(events=events[start : start + limit]))
+            if error is not None:
+                return error
+        return None
+
+    def _commit_queued_journal(self) -> None:
+        """Commit, as one group, the journal writes queued (before any `_Call`) that carry no
+        events (events keep their queue order)."""
+        with self._cond:
+            segment: list[_Write] = []
+            for item in self._queue:
+                if isinstance(item, _Call):
+                    break
+                if not _events_only(item.writes) and not item.writes.events:
+                    segment.append(item)
+            chosen = _capped(segment, MAX_GROUP)
+            ids = {id(w) for w in chosen}
+            self._queue = [item for item in self._queue if id(item) not in ids]
+        if chosen:
+            self._commit_group(chosen)
 
 
 def _wake(waiters: list[asyncio.Future[None]], error: BaseException | None) -> None:

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+import math
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Connection, RowMapping, select, update
@@ -75,16 +76,27 @@ _INSERT_FROM_JSON = f"INSERT INTO events ({', '.join(_COLUMNS)}) {rows_from_json
 
 
 def _rows_json(rows: list[dict[str, Any]]) -> str:
-    """The rows as one JSON array; each body (JSON text already) goes in as it is."""
-    dumps = json.JSONEncoder(ensure_ascii=False, allow_nan=False).encode
+    """The rows as one JSON array, written out here (each body is JSON text already)."""
+    text = _JSON_STRING
     return (
         "["
         + ",".join(
-            dumps({c: row[c] for c in _COLUMNS[:-1]})[:-1] + ',"body":' + row["body"] + "}"
+            f'{{"run_id":{text(row["run_id"])},"seq":{row["seq"]:d},'
+            f'"type":{text(row["type"])},"node_id":{text(row["node_id"])},'
+            f'"depth":{row["depth"]:d},"ts":{_json_float(row["ts"])},"body":{row["body"]}}}'
             for row in rows
         )
         + "]"
     )
+
+
+_JSON_STRING: Callable[[str], str] = json.JSONEncoder(ensure_ascii=False).encode
+
+
+def _json_float(value: float) -> str:
+    if not math.isfinite(value):
+        raise ValueError(f"an event's timestamp is not a finite number: {value!r}")
+    return repr(float(value))
 
 
 def _to_event(row: RowMapping) -> StoredEvent:

@@ -14,7 +14,7 @@ from rlm_engine.store import sql_cache, sql_events, sql_journal, sql_runs, sql_s
 from rlm_engine.store.blobs import BlobStore
 from rlm_engine.store.connect import display_url
 from rlm_engine.store.errors import RunNotFoundError
-from rlm_engine.store.group_commit import GroupCommitWriter
+from rlm_engine.store.group_commit import EVENTS_SLICE, GroupCommitWriter
 from rlm_engine.store.protocol import Store
 from rlm_engine.store.records import (
     CachedResponse,
@@ -221,7 +221,10 @@ class SqlStore(Store):
     def journal_writer(self) -> GroupCommitWriter:
         with self._writer_lock:
             if self._writer is None:
-                self._writer = GroupCommitWriter(self._commit_group)
+                # Postgres commits a long batch of events in slices (see `EVENTS_SLICE`);
+                # SQLite commits it quickly enough whole, and pays an fsync per commit.
+                slices = None if self._writer_conn is None else EVENTS_SLICE
+                self._writer = GroupCommitWriter(self._commit_group, events_slice=slices)
             return self._writer
 
     def write_journal(self, writes: JournalWrites) -> None:
