@@ -428,3 +428,32 @@ def test_postgres_commits_long_batches_of_events_in_slices(
         assert [e.seq for e in store.list_events("run-1")] == list(range(600))
     finally:
         store.close()
+
+
+def test_postgres_journals_new_calls_without_reading_them_first(
+    postgres_schema_url: str, store_home: Any
+) -> None:
+    store = open_store(postgres_schema_url, store_home)
+    statements: list[str] = []
+
+    def note(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
+        if threading.current_thread().name == "rlm-journal-writer":
+            statements.append(statement)
+
+    try:
+        new_run(store)
+        store.journal_writer.submit(JournalWrites(calls=[call("r/1/0")])).result(10)
+        event.listen(store.engine, "before_cursor_execute", note)
+        try:
+            calls = [call(f"r/1/{i}") for i in range(1, 40)]
+            store.journal_writer.submit(JournalWrites(calls=calls)).result(10)
+            assert not [s for s in statements if s.lstrip().upper().startswith("SELECT")]
+            # A call journaled already is skipped by the upsert: then its hash is read.
+            again = [call("r/1/0"), call("r/1/40")]
+            store.journal_writer.submit(JournalWrites(calls=again)).result(10)
+            assert [s for s in statements if s.lstrip().upper().startswith("SELECT")]
+        finally:
+            event.remove(store.engine, "before_cursor_execute", note)
+        assert len(store.load_journal("run-1").calls) == 41
+    finally:
+        store.close()

@@ -312,9 +312,10 @@ def execute_pipelined(conn: Connection, sql: str, params: tuple[Any, ...]) -> in
         return conn.exec_driver_sql(sql, params).rowcount
     base: Any = conn.dialect.loaded_dbapi.Error
     try:
-        with driver.pipeline(), driver.cursor() as cursor:
-            cursor.execute(sql, params)
-            return int(cursor.rowcount)
+        with driver.cursor() as cursor:
+            with driver.pipeline():
+                cursor.execute(sql, params)
+            return int(cursor.rowcount)  # known once the pipeline is synced, at its end
     except base as exc:
         invalidated = conn.dialect.is_disconnect(exc, driver, None)
         if invalidated:
