@@ -59,7 +59,8 @@ class TreeState:
         return f"c{self._call_seq}"
 
     async def emit(self, event: Event) -> None:
-        await self.plugins.on_event(event)
+        if self.plugins.observes_events:
+            await self.plugins.on_event(event)
         for listener in self.listeners:
             try:
                 outcome = listener(event)

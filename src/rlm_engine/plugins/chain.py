@@ -63,12 +63,33 @@ def load_entry_point_plugins(names: Iterable[str]) -> list[Plugin]:
     return plugins
 
 
+def _overrides(plugin: Plugin, hook: str) -> bool:
+    """Whether ``plugin`` does anything in ``hook`` (the base class's hooks do nothing)."""
+    if hook in getattr(plugin, "__dict__", {}):
+        return True
+    return getattr(type(plugin), hook) is not getattr(Plugin, hook)
+
+
 class PluginChain:
-    """The ordered plugins of one RLM. Each hook runs every plugin in order."""
+    """The ordered plugins of one RLM. Each hook runs every plugin in order.
+
+    A plugin is only called for the hooks it overrides: the base class's hooks do nothing,
+    and the per-call hooks (``before_model_call``, ``after_model_call``, ``on_event``) run
+    for every sub-call of a fan-out."""
 
     def __init__(self, plugins: Sequence[Plugin], emit: Callable[[Event], Awaitable[None]]) -> None:
         self.plugins = tuple(plugins)
         self._emit = emit
+        self._before_model_call = tuple(
+            p for p in self.plugins if _overrides(p, "before_model_call")
+        )
+        self._after_model_call = tuple(p for p in self.plugins if _overrides(p, "after_model_call"))
+        self._on_event = tuple(p for p in self.plugins if _overrides(p, "on_event"))
+
+    @property
+    def observes_events(self) -> bool:
+        """Whether any plugin has an ``on_event`` hook (if not, emitting can skip the chain)."""
+        return bool(self._on_event)
 
     async def _guard(self, plugin: Plugin, hook: str, run_id: str, call: Awaitable[T]) -> T | None:
         try:
@@ -99,19 +120,17 @@ class PluginChain:
 
     async def before_model_call(self, call: ModelCallInfo) -> tuple[Message, ...]:
         messages = call.messages
-        for plugin in self.plugins:
+        for plugin in self._before_model_call:
+            seen = call if messages is call.messages else replace(call, messages=messages)
             amended = await self._guard(
-                plugin,
-                "before_model_call",
-                call.run_id,
-                plugin.before_model_call(replace(call, messages=messages)),
+                plugin, "before_model_call", call.run_id, plugin.before_model_call(seen)
             )
             if amended is not None:
                 messages = tuple(amended)
         return messages
 
     async def after_model_call(self, call: ModelCallInfo, completion: Completion) -> None:
-        for plugin in self.plugins:
+        for plugin in self._after_model_call:
             await self._guard(
                 plugin, "after_model_call", call.run_id, plugin.after_model_call(call, completion)
             )
@@ -136,7 +155,7 @@ class PluginChain:
     async def on_event(self, event: Event) -> None:
         if isinstance(event, PluginFailed):
             return  # reporting a failure must not feed back into the plugins that failed
-        for plugin in self.plugins:
+        for plugin in self._on_event:
             await self._guard(plugin, "on_event", event.run_id, plugin.on_event(event))
 
 
