@@ -79,3 +79,23 @@ async def test_priced_model_sets_cost_on_complete_and_stream() -> None:
 async def test_priced_model_keeps_unknown_as_none() -> None:
     model = PricedModel(ScriptedModel(["a"]))
     assert (await model.complete([Message("user", "q")])).cost_usd is None
+
+
+def test_repeated_costs_match_a_fresh_pricer() -> None:
+    """The pricer resolves each model string once; later calls price the same way."""
+    pricer = Pricer({"sim/*": PriceOverride(1.0, 2.0)})
+    usages = [Usage(100 * i, 10 * i, i, 1) for i in range(1, 5)]
+    for model in ("openai/gpt-4o-mini", "sim/sim-model", "ollama/qwen3", "nonsense"):
+        for usage in usages:
+            fresh = Pricer({"sim/*": PriceOverride(1.0, 2.0)}).cost_of(model, usage)
+            assert pricer.cost_of(model, usage) == fresh
+
+
+async def test_unknown_price_leaves_the_completion_as_it_is() -> None:
+    inner = ScriptedModel(["ok"], name="sim/sim-model")
+    got = await PricedModel(inner).complete([Message("user", "hi")])
+    assert got.cost_usd is None
+    priced = await PricedModel(
+        ScriptedModel(["ok"], name="sim/sim-model"), Pricer({"sim/*": PriceOverride(1.0, 1.0)})
+    ).complete([Message("user", "hi")])
+    assert priced.cost_usd is not None and priced.cost_usd > 0

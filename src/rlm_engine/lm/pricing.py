@@ -71,6 +71,9 @@ class Pricer:
                 self._overrides[f"{key[:-2].strip().lower()}/*"] = price
             else:
                 self._overrides[canonical_model(key)] = price
+        # Per model string: its override, or its (model, genai-prices provider) reference,
+        # or neither (an unknown price). Resolved once: every sub-call of a fan-out asks.
+        self._resolved: dict[str, PriceOverride | tuple[str, str] | None] = {}
 
     def override_for(self, model: str) -> PriceOverride | None:
         """The override that applies to ``model``, if any."""
@@ -86,9 +89,20 @@ class Pricer:
 
     def cost_of(self, model: str, usage: Usage) -> float | None:
         """USD cost of ``usage`` on ``model``; ``None`` when the price is unknown."""
+        try:
+            price = self._resolved[model]
+        except KeyError:
+            price = self._resolved[model] = self._resolve(model)
+        if price is None:
+            return None
+        if isinstance(price, PriceOverride):
+            return price.cost(usage)
+        return _catalogue_cost(price[0], price[1], usage)
+
+    def _resolve(self, model: str) -> PriceOverride | tuple[str, str] | None:
         override = self.override_for(model)
         if override is not None:
-            return override.cost(usage)
+            return override
         try:
             provider, name = split_model_spec(model)
         except ConfigurationError:
@@ -96,7 +110,7 @@ class Pricer:
         provider_id = GENAI_PRICES_PROVIDERS.get(provider)
         if provider_id is None:
             return None
-        return _catalogue_cost(name, provider_id, usage)
+        return name, provider_id
 
 
 @functools.lru_cache(maxsize=1024)
@@ -146,7 +160,10 @@ class PricedModel(ModelWrapper):
         self.pricer = pricer or Pricer()
 
     def _priced(self, completion: Completion) -> Completion:
-        return dataclasses.replace(completion, cost_usd=self.pricer.cost(completion))
+        cost = self.pricer.cost(completion)
+        if cost is None and completion.cost_usd is None:
+            return completion  # an unknown price stays unknown: nothing to copy
+        return dataclasses.replace(completion, cost_usd=cost)
 
     async def complete(
         self, messages: Sequence[Message], settings: ModelSettings | None = None
