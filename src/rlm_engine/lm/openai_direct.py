@@ -44,9 +44,11 @@ class DirectChat:
             "User-Agent": USER_AGENT,
             **(headers or {}),
         }
+        # The headers are the sessions' defaults, so a request does not merge its own in.
         self._sessions: ClientPool[aiohttp.ClientSession] = ClientPool(
-            _new_session, _close_session, per_client=1024
+            lambda: _new_session(self._headers), _close_session, per_client=1024
         )
+        self._timeouts: dict[float, aiohttp.ClientTimeout] = {}
 
     async def aclose(self) -> None:
         """Close the sessions opened in the running event loop."""
@@ -57,11 +59,13 @@ class DirectChat:
         import aiohttp
 
         data = json.dumps(body, ensure_ascii=False).encode()
-        timeout = aiohttp.ClientTimeout(total=timeout_s)
+        timeout = self._timeouts.get(timeout_s)
+        if timeout is None:
+            timeout = self._timeouts[timeout_s] = aiohttp.ClientTimeout(total=timeout_s)
         try:
             async with (
                 self._sessions.lease() as session,
-                session.post(self._url, data=data, headers=self._headers, timeout=timeout) as resp,
+                session.post(self._url, data=data, timeout=timeout) as resp,
             ):
                 raw = await resp.read()
                 if resp.status >= 400:
@@ -82,11 +86,11 @@ class DirectChat:
             raise malformed(self._provider, "the body is not JSON") from exc
 
 
-def _new_session() -> aiohttp.ClientSession:
+def _new_session(headers: Mapping[str, str]) -> aiohttp.ClientSession:
     import aiohttp
 
     # No connection cap here: the engine's own semaphore bounds the fan-out.
-    return aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0))
+    return aiohttp.ClientSession(headers=headers, connector=aiohttp.TCPConnector(limit=0))
 
 
 async def _close_session(session: aiohttp.ClientSession) -> None:
