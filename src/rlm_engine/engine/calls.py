@@ -51,12 +51,15 @@ async def call_model(
 
     With ``slots``, one of them is held while the call is prepared and made, and given back
     before its reply is journaled: waiting for the journal holds no concurrency slot."""
+    # A wrapped model answers ``name`` through every wrapper (cache, retry, price): read
+    # it once, not once per use.
+    name = model.name
     info = ModelCallInfo(
         run_id=state.run_id,
         node_id=node.id,
         depth=depth,
         role=role,
-        model=model.name,
+        model=name,
         messages=tuple(messages),
         emit=state.emit,
     )
@@ -65,17 +68,17 @@ async def call_model(
     async with slots if slots is not None else contextlib.nullcontext():
         messages = await state.plugins.before_model_call(info)
         call_id = state.next_call_id()
-        node.model = model.name
+        node.model = name
         node.detail["call_id"] = call_id
         prompt_chars = sum(len(m.content) for m in messages)
         node.detail["prompt_chars"] = prompt_chars
         await state.emit(
             ModelCallStarted(
-                **common, role=role, model=model.name, call_id=call_id, prompt_chars=prompt_chars
+                **common, role=role, model=name, call_id=call_id, prompt_chars=prompt_chars
             )
         )
         started = time.monotonic()
-        wanted = request_hash(model.name, messages, settings) if journal is not None else ""
+        wanted = request_hash(name, messages, settings) if journal is not None else ""
         recorded = await journal.recorded_call(node.id) if journal is not None else None
         try:
             if recorded is not None:
@@ -90,7 +93,7 @@ async def call_model(
                 ModelCallFailed(
                     **common,
                     role=role,
-                    model=model.name,
+                    model=name,
                     call_id=call_id,
                     error=str(exc),
                     kind=exc.kind,
@@ -126,7 +129,7 @@ async def call_model(
         ModelCallFinished(
             **common,
             role=role,
-            model=completion.model or model.name,
+            model=completion.model or name,
             call_id=call_id,
             input_tokens=completion.usage.input_tokens,
             output_tokens=completion.usage.output_tokens,
