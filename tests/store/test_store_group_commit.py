@@ -457,3 +457,13 @@ def test_postgres_journals_new_calls_without_reading_them_first(
         assert len(store.load_journal("run-1").calls) == 41
     finally:
         store.close()
+
+
+def test_numbers_json_has_no_form_for_are_journaled_too(store: SqlStore) -> None:
+    new_run(store)
+    odd = ModelCall("run-1", "r/1/0", "llm", "h", "a", cost_usd=float("nan"))
+    event = RunStarted(run_id="run-1", question="q", model="m", sub_model="m", ts=float("inf"))
+    store.journal_writer.submit(JournalWrites(calls=[odd, call("r/1/1")])).result(10)
+    store.journal_writer.submit(JournalWrites(events=[event, started()])).result(10)
+    assert set(store.load_journal("run-1").calls) == {"r/1/0", "r/1/1"}
+    assert len(store.list_events("run-1")) == 2

@@ -64,8 +64,9 @@ def append_events_in(conn: Connection, batch: Sequence[Event]) -> list[int]:
                     "body": event.model_dump_json(),
                 }
             )
-    if rows and conn.dialect.name == "postgresql":
-        execute_pipelined(conn, _INSERT_FROM_JSON, (_rows_json(rows),))
+    data = _rows_json(rows) if rows and conn.dialect.name == "postgresql" else None
+    if data is not None:
+        execute_pipelined(conn, _INSERT_FROM_JSON, (data,))
     else:
         upsert_many(conn, events, rows)
     return seqs
@@ -75,15 +76,18 @@ _COLUMNS = ("run_id", "seq", "type", "node_id", "depth", "ts", "body")
 _INSERT_FROM_JSON = f"INSERT INTO events ({', '.join(_COLUMNS)}) {rows_from_json(events, _COLUMNS)}"
 
 
-def _rows_json(rows: list[dict[str, Any]]) -> str:
-    """The rows as one JSON array, written out here (each body is JSON text already)."""
+def _rows_json(rows: list[dict[str, Any]]) -> str | None:
+    """The rows as one JSON array, written out here (each body is JSON text already);
+    None if a timestamp is not a finite number (JSON has no form for it)."""
+    if not all(math.isfinite(row["ts"]) for row in rows):
+        return None
     text = _JSON_STRING
     return (
         "["
         + ",".join(
             f'{{"run_id":{text(row["run_id"])},"seq":{row["seq"]:d},'
             f'"type":{text(row["type"])},"node_id":{text(row["node_id"])},'
-            f'"depth":{row["depth"]:d},"ts":{_json_float(row["ts"])},"body":{row["body"]}}}'
+            f'"depth":{row["depth"]:d},"ts":{float(row["ts"])!r},"body":{row["body"]}}}'
             for row in rows
         )
         + "]"
@@ -91,12 +95,6 @@ def _rows_json(rows: list[dict[str, Any]]) -> str:
 
 
 _JSON_STRING: Callable[[str], str] = json.JSONEncoder(ensure_ascii=False).encode
-
-
-def _json_float(value: float) -> str:
-    if not math.isfinite(value):
-        raise ValueError(f"an event's timestamp is not a finite number: {value!r}")
-    return repr(float(value))
 
 
 def _to_event(row: RowMapping) -> StoredEvent:

@@ -233,8 +233,7 @@ def record_model_calls(db: SqlDb, conn: Connection, batch: Sequence[ModelCall]) 
         first = calls.setdefault(call.node_id, call)
         if first.request_hash != call.request_hash:
             raise _conflict(call)
-    if conn.dialect.name == "postgresql":
-        _record_model_calls_merging(db, conn, by_run)
+    if conn.dialect.name == "postgresql" and _record_model_calls_merging(db, conn, by_run):
         return
     rows: list[dict[str, Any]] = []
     for run_id, calls in by_run.items():
@@ -327,20 +326,25 @@ def execute_pipelined(conn: Connection, sql: str, params: tuple[Any, ...]) -> in
 
 def _record_model_calls_merging(
     db: SqlDb, conn: Connection, by_run: Mapping[str, Mapping[str, ModelCall]]
-) -> None:
+) -> bool:
+    """False (nothing written) if a value has no JSON form (a cost that is not a number)."""
     rows = [_call_values(db, call) for calls in by_run.values() for call in calls.values()]
     if not rows:
-        return
+        return True
     columns = tuple(rows[0])
-    data = json.dumps(rows, ensure_ascii=False, allow_nan=False)
+    try:
+        data = json.dumps(rows, ensure_ascii=False, allow_nan=False)
+    except ValueError:
+        return False
     if execute_pipelined(conn, _merging_upsert_sql(columns), (data,)) == len(rows):
-        return
+        return True
     # The upsert skipped rows journaled already (their first record stands): each must
     # have the same request. A row written just now has it by construction.
     for run_id, calls in by_run.items():
         for node_id, row in _existing_nodes(conn, run_id, list(calls)).items():
             if row["request_hash"] != calls[node_id].request_hash:
                 raise _conflict(calls[node_id])
+    return True
 
 
 def _conflict(call: ModelCall) -> JournalConflictError:
