@@ -261,13 +261,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     lines += [
         "Where the tiny run's time goes: the `import` row is the modules `rlm ask` loads "
         "before its first request (the CLI, store and SQLAlchemy, engine, pydantic events, "
-        "plugins, the OpenAI-compatible adapter and aiohttp), in a process that does nothing "
-        "else (it may load a little more than the run does before its first request); it is "
-        "about as long as launch → first request, so the imports are the critical path. "
-        "The rest is opening the store, building the RLM, recording the run, starting the "
-        "sandbox and the first call's connection. "
-        "The context's pinning is not on that path any more: the 1 GB case pays only the "
-        "pinning thread's competition for the two cores, and its copy finishes before exit.",
+        "plugins, sandbox host, the OpenAI-compatible adapter and aiohttp), in a process "
+        "that does nothing else; it is about as long as launch → first request, so the "
+        "imports are the critical path. `rlm ask` imports aiohttp (with the TLS contexts "
+        "it builds at import) on a thread started before anything else, so that part "
+        "overlaps the main thread's imports and the store's opening as far as the GIL "
+        "lets it; the event classes build their validators when first used; a SQLite "
+        "store loads no PostgreSQL dialect; the parser holds only the command given; the "
+        "plugin entry points are read only when a plugin is named. What is left before "
+        "the first request is, roughly in order of cost: SQLAlchemy (the store), pydantic "
+        "(events and engine state), the engine and sandbox-host modules and their "
+        "dataclasses, aiohttp, then opening the store, building the RLM (the isolation "
+        "probe starts two short processes), recording the run and the first call. "
+        "The context's pinning is not on that path: the 1 GB case pays only the pinning "
+        "thread's competition for the two cores, and its copy finishes before exit.",
         "",
         "The machine has 2 cores shared with other work; expect 10-30% run-to-run spread.",
         "",
