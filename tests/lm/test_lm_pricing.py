@@ -99,3 +99,26 @@ async def test_unknown_price_leaves_the_completion_as_it_is() -> None:
         ScriptedModel(["ok"], name="sim/sim-model"), Pricer({"sim/*": PriceOverride(1.0, 1.0)})
     ).complete([Message("user", "hi")])
     assert priced.cost_usd is not None and priced.cost_usd > 0
+
+
+def test_catalogue_costs_are_the_librarys_own_for_repeated_usages() -> None:
+    from datetime import UTC, datetime
+
+    import genai_prices
+    from genai_prices import data_snapshot
+
+    provider, model = data_snapshot.get_snapshot().find_provider_model(
+        "gpt-4o-mini", None, "openai", None
+    )
+    pricer = Pricer()
+    for usage in [Usage(1_000, 200, 0, 1), Usage(1_000, 200, 600, 1), Usage(7, 3, 9, 1)] * 2:
+        direct = model.calc_price(
+            genai_prices.Usage(
+                input_tokens=usage.input_tokens,
+                output_tokens=usage.output_tokens,
+                cache_read_tokens=min(usage.cached_tokens, usage.input_tokens),
+            ),
+            provider,
+            genai_request_timestamp=datetime.now(tz=UTC),
+        )
+        assert pricer.cost_of("openai/gpt-4o-mini", usage) == float(direct.total_price)

@@ -138,18 +138,35 @@ def _catalogue_cost(model_ref: str, provider_id: str, usage: Usage) -> float | N
         # Unknown model or provider: an unknown price, which is not a zero price.
         return None
     provider, model = entry
+    now = datetime.now(tz=UTC)
+    cached = min(usage.cached_tokens, usage.input_tokens)
+    # The price in force now (a model's price can change on a date) and the token counts
+    # determine the cost; working it out takes about 0.2 ms, so equal usages are costed
+    # once.
+    key = (id(model.get_prices(now)), usage.input_tokens, usage.output_tokens, cached)
+    try:
+        return _COSTS[key]
+    except KeyError:
+        pass
     priced = genai_prices.Usage(
         input_tokens=usage.input_tokens,
         output_tokens=usage.output_tokens,
-        cache_read_tokens=min(usage.cached_tokens, usage.input_tokens),
+        cache_read_tokens=cached,
     )
     try:
-        calculation = model.calc_price(
-            priced, provider, genai_request_timestamp=datetime.now(tz=UTC)
-        )
+        cost = float(model.calc_price(priced, provider, genai_request_timestamp=now).total_price)
     except (LookupError, ValueError):
-        return None
-    return float(calculation.total_price)
+        cost = None
+    if len(_COSTS) >= _COSTS_KEPT:
+        _COSTS.clear()
+    _COSTS[key] = cost
+    return cost
+
+
+# Costs by (id of the catalogue's price object, input, output, cached tokens). The price
+# objects live as long as the catalogue snapshot, which ``_catalogue_entry`` keeps.
+_COSTS: dict[tuple[int, int, int, int], float | None] = {}
+_COSTS_KEPT = 4096
 
 
 class PricedModel(ModelWrapper):
