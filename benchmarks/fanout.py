@@ -10,6 +10,7 @@ batch alone, timed inside the REPL cell. Ideal = ceil(N / concurrency) * latency
 from __future__ import annotations
 
 import math
+import os
 import re
 import subprocess
 import sys
@@ -85,6 +86,7 @@ def run_case(base_url: str, n: int, concurrency: int, transport: str = "direct")
 def main() -> None:
     proc, url = start_sim()
     rows: list[str] = []
+    load_before = os.getloadavg()[0]
     try:
         run_case(url, 16, 16)  # warm-up: imports
         for n, conc in CASES:
@@ -110,7 +112,9 @@ def main() -> None:
     RESULTS.write_text(
         "# Sub-call fan-out\n\n"
         f"Command: `uv run python benchmarks/fanout.py` ({time.strftime('%Y-%m-%d')}, "
-        f"{sys.platform}, 2 cores)\n\n"
+        f"{sys.platform}, {os.cpu_count()} cores; 1-minute load average {load_before:.1f} "
+        f"before the runs, {os.getloadavg()[0]:.1f} after: the machine is shared, so "
+        "figures move with the load)\n\n"
         f"Each sub-call takes {LATENCY_S * 1000:.0f} ms at the simulator (a separate process, "
         "`rlm sim serve`); the root model is scripted. The time is the `llm_query_batched` call "
         "measured inside the REPL cell, through the OpenAI adapter, the broker and the "
