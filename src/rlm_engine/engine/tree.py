@@ -22,8 +22,9 @@ class CallNode:
     cost_usd: float | None = None
     latency_s: float = 0.0
     status: str = "ok"
-    detail: dict[str, Any] = field(default_factory=dict[str, Any])
-    children: list[CallNode] = field(default_factory=list["CallNode"])
+    # Out of the repr: a whole tree of thousands of nodes is costly to print by accident.
+    detail: dict[str, Any] = field(default_factory=dict[str, Any], repr=False)
+    children: list[CallNode] = field(default_factory=list["CallNode"], repr=False)
 
     def add(self, kind: NodeKind, label: str = "", **detail: Any) -> CallNode:
         child = CallNode(id=f"{self.id}/{len(self.children)}", kind=kind, label=label)
