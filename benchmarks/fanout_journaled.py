@@ -33,7 +33,6 @@ import json
 import math
 import os
 import platform
-import re
 import signal
 import statistics
 import subprocess
@@ -49,6 +48,8 @@ from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
+from sim_bench import cli_env, rlm_ask, start_sim
+from sim_bench import fanout_seconds as parse
 
 from rlm_engine import RLM
 from rlm_engine.sim import FanoutPolicy, SimConfig, SimServer
@@ -65,27 +66,6 @@ POSTGRES_URL = os.environ.get(
 )
 RESULTS = Path(__file__).parent / "results" / "fanout_journaled.md"
 RLM_CLI = str(Path(sys.executable).with_name("rlm"))
-_REPORT = re.compile(r"elapsed ([0-9.]+) answers (\d+) errors (\d+)")
-
-
-def parse(text: str, count: int) -> float:
-    match = _REPORT.search(text)
-    if match is None:
-        raise RuntimeError(f"no timing in output: {text[-800:]!r}")
-    if int(match.group(2)) != count or int(match.group(3)) != 0:
-        raise RuntimeError(f"wrong answers: {match.group(0)}")
-    return float(match.group(1))
-
-
-def start_sim() -> tuple[subprocess.Popen[str], str]:
-    command = [RLM_CLI, "sim", "serve", "--port", "0", "--ttft", str(LATENCY_S)]
-    proc = subprocess.Popen([*command, "--policy", "fanout"], stdout=subprocess.PIPE, text=True)
-    assert proc.stdout is not None
-    match = re.search(r"(http://\S+)", proc.stdout.readline())
-    if match is None:
-        proc.kill()
-        raise RuntimeError("simulator did not start")
-    return proc, match.group(1)
 
 
 def ask_command(count: int, concurrency: int, context: Path) -> list[str]:
@@ -94,37 +74,17 @@ def ask_command(count: int, concurrency: int, context: Path) -> list[str]:
     return [*command, "--max-iterations", "3", "--json"]
 
 
-def cli_env(
-    home: str, url: str, store_url: str | None = None, src: str | None = None
-) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("OPENAI", "RLM_"))}
-    env.update(RLM_HOME=home, RLM_SIM_URL=url)
-    if store_url is not None:
-        env["RLM_STORE_URL"] = store_url
-    if src is not None:
-        env["PYTHONPATH"] = src
-    return env
-
-
 def ask(
     url: str, count: int, concurrency: int, store_url: str | None = None, src: str | None = None
 ) -> float:
     """`rlm ask` in its own process, journaled (SQLite under a fresh RLM_HOME by default);
     ``src`` runs another checkout's code."""
-    with tempfile.TemporaryDirectory(prefix="rlm-fanout-") as home:
-        context = Path(home) / "context.txt"
-        context.write_text("fan-out benchmark context")
-        done = subprocess.run(
-            ask_command(count, concurrency, context),
-            env=cli_env(home, url, store_url, src),
-            capture_output=True,
-            text=True,
-            timeout=600,
-            check=False,
-        )
-    if done.returncode != 0:
-        raise RuntimeError(f"rlm ask exit {done.returncode}: {done.stderr[-800:]}")
-    return parse(done.stdout, count)
+    env = {"RLM_STORE_URL": store_url} if store_url is not None else {}
+    if src is not None:
+        env["PYTHONPATH"] = src
+    flags = ("--max-concurrency", str(concurrency), "--max-iterations", "3")
+    result = rlm_ask(url, f"FANOUT={count}", "fan-out benchmark context", *flags, env=env)
+    return parse(result["answer"], count)
 
 
 def library(url: str, count: int, concurrency: int) -> float:
@@ -161,7 +121,7 @@ def timing(
     rounds: int = RUNS,
     only: tuple[str, ...] = VARIANTS,
 ) -> dict[tuple[int, int], dict[str, list[float]]]:
-    proc, url = start_sim()
+    proc, url = start_sim("--ttft", str(LATENCY_S), "--policy", "fanout")
     schema = PostgresSchema()
     measures: dict[str, Callable[[int, int], float]] = {
         "ask_sqlite": lambda n, c: ask(url, n, c),

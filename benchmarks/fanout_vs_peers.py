@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import math
 import os
-import re
 import statistics
 import sys
 import time
@@ -29,6 +28,7 @@ from collections.abc import Callable
 from functools import partial
 from pathlib import Path
 
+from sim_bench import fanout_seconds as parse
 from sim_bench import rlm_ask, run_peer, sample, start_sim
 
 from rlm_engine import RLM
@@ -39,7 +39,6 @@ RUNS = 3
 RESULTS = Path(__file__).parent / "results" / "fanout_vs_peers.md"
 RLMS_PYTHON = os.environ.get("PEER_RLMS_PYTHON", "/tmp/peers/rlms/bin/python")
 DSPY_PYTHON = os.environ.get("PEER_DSPY_PYTHON", "/tmp/peers/dspy/bin/python")
-_REPORT = re.compile(r"elapsed ([0-9.]+) answers (\d+) errors (\d+)")
 
 RLMS_DRIVER = """
 import sys
@@ -63,15 +62,6 @@ rlm = dspy.RLM("context, query -> answer", max_iters=3, max_llm_calls=5000,
 out = rlm(context="fan-out benchmark context", query=f"FANOUT={sys.argv[2]}")
 print("RESULT", out.answer)
 """
-
-
-def parse(text: str, count: int) -> float:
-    match = _REPORT.search(text)
-    if match is None:
-        raise RuntimeError(f"no timing in output: {text[-800:]!r}")
-    if int(match.group(2)) != count or int(match.group(3)) != 0:
-        raise RuntimeError(f"wrong answers: {match.group(0)}")
-    return float(match.group(1))
 
 
 def ours_cli(url: str, count: int, concurrency: int) -> float:

@@ -10,7 +10,7 @@ import re
 import subprocess
 import sys
 import tempfile
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -27,9 +27,31 @@ def start_sim(*args: str) -> tuple[subprocess.Popen[str], str]:
     return proc, match.group(1)
 
 
-def rlm_ask(url: str, question: str, context: str, *flags: str) -> dict[str, Any]:
-    """`rlm ask --json` against the simulator at ``url``, journaled in a fresh SQLite
-    store under a temporary RLM_HOME; the printed result."""
+_FANOUT_REPORT = re.compile(r"elapsed ([0-9.]+) answers (\d+) errors (\d+)")
+
+
+def fanout_seconds(answer: str, count: int) -> float:
+    """The in-cell time a FANOUT=<count> run reports; every answer must have come back."""
+    match = _FANOUT_REPORT.search(answer)
+    if match is None:
+        raise RuntimeError(f"no timing in output: {answer[-800:]!r}")
+    if int(match.group(2)) != count or int(match.group(3)) != 0:
+        raise RuntimeError(f"wrong answers: {match.group(0)}")
+    return float(match.group(1))
+
+
+def cli_env(home: str, url: str, **extra: str) -> dict[str, str]:
+    """The environment of an `rlm` command run by a benchmark: this one's, less any model or
+    store settings of the user's, pointed at the simulator and a store under ``home``."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("OPENAI", "RLM_"))}
+    return {**env, "RLM_HOME": home, "RLM_SIM_URL": url, **extra}
+
+
+def rlm_ask(
+    url: str, question: str, context: str, *flags: str, env: Mapping[str, str] | None = None
+) -> dict[str, Any]:
+    """`rlm ask --json` against the simulator at ``url``, journaled in a fresh store under a
+    temporary RLM_HOME (SQLite unless ``env`` names another); the printed result."""
     with tempfile.TemporaryDirectory(prefix="rlm-bench-") as home:
         path = Path(home) / "context.txt"
         path.write_text(context)
@@ -37,7 +59,7 @@ def rlm_ask(url: str, question: str, context: str, *flags: str) -> dict[str, Any
         command += ["--model", "sim/sim-model", "--context", str(path), "--json", *flags]
         done = subprocess.run(
             command,
-            env={**os.environ, "RLM_HOME": home, "RLM_SIM_URL": url},
+            env=cli_env(home, url, **(env or {})),
             capture_output=True,
             text=True,
             timeout=600,
