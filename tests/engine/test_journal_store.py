@@ -198,3 +198,22 @@ def test_a_root_turn_and_its_cell_share_one_commit_and_the_run_ends_durable(
     # Each cell start carries the held root reply and the previous cell's outcome with
     # it, and the run's end commits the last outcome: 13 + 1 commits instead of 3 * 13.
     assert writer.groups_committed - before == turns + 2
+
+
+def test_held_back_writes_are_durable_when_the_run_stops_on_a_timeout(store: SqlStore) -> None:
+    """A run stopped by max_seconds during a root call still journals the last root reply
+    and the last cell's outcome, which were held back for the next commit."""
+
+    async def reply(messages: list[Message]) -> str:
+        turn = sum(m.role == "assistant" for m in messages)
+        if turn == 2:
+            await asyncio.sleep(30)  # the run's deadline falls here
+        return f"```repl\nprint({turn})\n```"
+
+    run_id = new_run(store)
+    model = ScriptedModel(reply)
+    result = run(RLM(model, model, max_seconds=1.0), StoreJournal(store, run_id), run_id)
+    assert result.stop_reason == "timeout"
+    snapshot = store.load_journal(run_id)
+    assert len([c for c in snapshot.calls.values() if c.kind == "root_turn"]) == 2
+    assert [c.status for c in snapshot.cells] == ["completed", "completed"]

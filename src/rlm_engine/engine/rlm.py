@@ -255,7 +255,9 @@ class RLM:
         )
         try:
             await state.plugins.before_run(run_info)
-            outcome = await self._guarded(loop, state, context, session)
+            outcome = await self._journal_flushed(
+                state, await self._guarded(loop, state, context, session)
+            )
         finally:
             if not self.persistent:
                 await loop.close()
@@ -283,10 +285,7 @@ class RLM:
                     session.context = context
                     if session.sandbox is not None and session.sandbox.alive:
                         session.meta = await session.sandbox.load_context(context)
-                outcome = await loop.run()
-                if state.journal is not None:
-                    await state.journal.flush()
-                return outcome
+                return await loop.run()
         except TimeoutError:
             return Outcome("timeout", detail=f"run exceeded max_seconds={self.config.max_seconds}")
         except BudgetExceeded as exc:
@@ -294,6 +293,19 @@ class RLM:
         except (RLMError, SandboxError) as exc:
             await state.emit(ErrorEvent(run_id=state.run_id, message=str(exc), where="run"))
             return Outcome("error", detail=f"{type(exc).__name__}: {exc}")
+
+    async def _journal_flushed(self, state: TreeState, outcome: Outcome) -> Outcome:
+        """Make the journal's held-back writes (the last root reply and cell outcome)
+        durable, whatever stopped the run; a journal that cannot be written is an error."""
+        if state.journal is None:
+            return outcome
+        try:
+            await state.journal.flush()
+        except RLMError as exc:
+            if outcome.stop_reason == "error":
+                return outcome
+            return Outcome("error", detail=f"the journal could not be written: {exc}")
+        return outcome
 
     async def _finish(
         self, state: TreeState, loop: RunLoop, root: CallNode, outcome: Outcome, duration: float
