@@ -258,11 +258,25 @@ async def test_policies_see_model_and_messages(start_sim: StartSim) -> None:
 
 
 async def test_policy_failure_is_reported_as_server_error(start_sim: StartSim) -> None:
-    sim = await start_sim(policy=ScriptedPolicy([]))
+    def broken(messages: list[dict[str, Any]]) -> str:
+        raise KeyError("no such reply")
+
+    sim = await start_sim(policy=CallablePolicy(broken))
     async with httpx.AsyncClient() as client:
         response = await post_chat(client, sim)
     assert response.status_code == 500
-    assert "no reply left" in response.json()["error"]["message"]
+    assert "policy failed" in response.json()["error"]["message"]
+
+
+async def test_an_exhausted_script_is_a_client_error_not_worth_retrying(
+    start_sim: StartSim,
+) -> None:
+    sim = await start_sim(policy=ScriptedPolicy([]))
+    async with httpx.AsyncClient() as client:
+        response = await post_chat(client, sim)
+    assert response.status_code == 400
+    error = response.json()["error"]
+    assert "no reply left" in error["message"] and error["code"] == "script_exhausted"
 
 
 async def test_api_key_is_checked_when_configured(start_sim: StartSim) -> None:

@@ -2,18 +2,11 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Mapping
-from typing import cast
 
+from rlm_engine.cli.local_servers import LOCAL_SERVERS, probe_server, server_url
 from rlm_engine.errors import ConfigurationError
 
-# Local OpenAI-compatible servers at their default ports, in the order we try them.
-LOCAL_SERVERS: tuple[tuple[str, str], ...] = (
-    ("ollama", "http://127.0.0.1:11434/v1"),
-    ("vllm", "http://127.0.0.1:8000/v1"),
-    ("llamacpp", "http://127.0.0.1:8080/v1"),
-)
 KEY_DEFAULTS: tuple[tuple[str, str], ...] = (
     ("OPENAI_API_KEY", "openai/gpt-5-mini"),
     ("ANTHROPIC_API_KEY", "anthropic/claude-sonnet-4-5"),
@@ -33,27 +26,8 @@ Probe = Callable[[str], list[str]]
 
 def list_models(base_url: str, timeout_s: float = 0.5) -> list[str]:
     """Model ids served by an OpenAI-compatible server; empty if none answers."""
-    import urllib.request  # only when probing: it is slow to import
-
-    try:
-        with urllib.request.urlopen(f"{base_url.rstrip('/')}/models", timeout=timeout_s) as resp:
-            body = json.loads(resp.read())
-    except (OSError, ValueError):
-        return []
-    return _model_ids(body)
-
-
-def _model_ids(body: object) -> list[str]:
-    if not isinstance(body, dict):
-        return []
-    data = cast(dict[str, object], body).get("data")
-    if not isinstance(data, list):
-        return []
-    ids: list[str] = []
-    for item in cast(list[object], data):
-        if isinstance(item, dict) and "id" in item:
-            ids.append(str(cast(dict[str, object], item)["id"]))
-    return ids
+    probe = probe_server(base_url, "", connect_timeout_s=timeout_s, read_timeout_s=timeout_s)
+    return list(probe.models)
 
 
 def discover_model(env: Mapping[str, str], probe: Probe | None = None) -> str:
@@ -66,10 +40,11 @@ def discover_model(env: Mapping[str, str], probe: Probe | None = None) -> str:
         models = probe(base)
         if models:
             return f"openai/{models[0]}"
-    for provider, url in LOCAL_SERVERS:
-        models = probe(url)
+    for server in LOCAL_SERVERS:
+        url = server_url(server, env)
+        models = probe(url) if url else []
         if models:
-            return f"{provider}/{models[0]}"
+            return f"{server.provider}/{models[0]}"
     for variable, model in KEY_DEFAULTS:
         if env.get(variable):
             return model

@@ -21,9 +21,16 @@ def run_serve(args: argparse.Namespace) -> int:
     )
 
     policy: Policy = FanoutPolicy() if args.policy == "fanout" else EchoPolicy()
+    if args.script:
+        from rlm_engine.sim.script_file import ScriptFilePolicy
+
+        policy = ScriptFilePolicy.from_file(args.script)
 
     def ready(server: SimServer) -> None:
         print(f"rlm sim: serving {server.url}", flush=True)
+        if args.script:
+            print(f"rlm sim: replies from {args.script}; try it with:", flush=True)
+            print(f'  RLM_SIM_URL={server.url} rlm ask --model sim/scripted "..."', flush=True)
 
     with contextlib.suppress(KeyboardInterrupt):
         asyncio.run(serve(args.host, args.port, config, policy, on_ready=ready))

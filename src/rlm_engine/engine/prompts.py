@@ -121,9 +121,12 @@ def system_prompt(
 # How to work with the context types that are not plain Python values.
 TYPE_HINTS = {
     "LargeText": (
-        "`context` is a LargeText: a read-only, memory-mapped text too big to copy. len() is "
-        "in bytes and slices return str; iterate with context.lines() or context.chunks(n), "
-        "search with context.grep(regex) or context.find(s). str(context) loads all of it."
+        "`context` is a LargeText: a read-only, memory-mapped text too big to copy, used like "
+        "a str (len, slices, find, count, split, splitlines, lower and `in` give str's "
+        "results; positions are characters). Iterate with context.iter_lines() or "
+        "context.chunks(n); use regular expressions through context.search, finditer or "
+        "findall(pattern), or context.grep(pattern), not re.search(pattern, context). "
+        "str(context) loads all of it."
     ),
     "Corpus": (
         "`context` is a Corpus of files: context.files() lists them, context.read(path) "

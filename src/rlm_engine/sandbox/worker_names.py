@@ -95,7 +95,7 @@ def describe(value: object) -> str:
     if isinstance(value, Corpus):
         return f"Corpus, {len(value):,} files"
     if isinstance(value, LargeText):
-        return f"LargeText, {len(value):,} bytes (memory-mapped)"
+        return f"LargeText, {value.nbytes:,} bytes (memory-mapped)"
     if isinstance(value, types.FunctionType | types.BuiltinFunctionType):
         return "function"
     if isinstance(value, type):

@@ -27,6 +27,9 @@ class RequestRecord:
     streamed: bool
     fault: FaultKind | None
     duration_s: float
+    temperature: float | None = None
+    max_tokens: int | None = None
+    """The sampling settings the client sent (None: not sent)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,6 +42,7 @@ class ChatRequest:
     include_usage: bool
     max_tokens: int | None
     prompt_chars: int
+    temperature: float | None = None
 
 
 class BadRequest(Exception):
@@ -67,6 +71,7 @@ def parse_chat(body: bytes) -> ChatRequest:
         cast(dict[str, Any], options).get("include_usage")
     )
     max_tokens = data.get("max_completion_tokens", data.get("max_tokens"))
+    temperature = data.get("temperature")
     return ChatRequest(
         model=str(data.get("model", "")),
         messages=messages,
@@ -74,4 +79,5 @@ def parse_chat(body: bytes) -> ChatRequest:
         include_usage=include_usage,
         max_tokens=max_tokens if isinstance(max_tokens, int) else None,
         prompt_chars=sum(len(message_text(m)) for m in messages),
+        temperature=float(temperature) if isinstance(temperature, int | float) else None,
     )

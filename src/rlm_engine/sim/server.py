@@ -30,7 +30,7 @@ from rlm_engine.sim.http import (
     read_request,
     write_json,
 )
-from rlm_engine.sim.policies import EchoPolicy, Policy, run_policy
+from rlm_engine.sim.policies import EchoPolicy, Policy, PolicyExhaustedError, run_policy
 from rlm_engine.sim.wire import (
     chunk_payload,
     completion_payload,
@@ -227,6 +227,8 @@ class SimServer:
                 streamed=chat.stream,
                 fault=fault,
                 duration_s=time.perf_counter() - clock,
+                temperature=chat.temperature,
+                max_tokens=chat.max_tokens,
             )
         )
 
@@ -249,6 +251,10 @@ class SimServer:
             return await write_context_length(writer, prompt_tokens, keep)
         try:
             text = await run_policy(self.policy, chat.model, chat.messages)
+        except PolicyExhaustedError as exc:
+            # Asking again cannot help, so the reply is not a retryable server error.
+            await write_error(writer, 400, str(exc), keep, code="script_exhausted")
+            return 400
         except Exception as exc:  # A broken policy is a server error, reported to the client.
             message = f"policy failed: {exc}"
             await write_error(writer, 500, message, keep, error_type="server_error")
