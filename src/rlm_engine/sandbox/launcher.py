@@ -157,7 +157,9 @@ WORKER_MODULES = (
     "rlm_engine.sandbox.worker_channel",
     "rlm_engine.sandbox.worker_clock",
     "rlm_engine.sandbox.worker_context",
+    "rlm_engine.sandbox.worker_entropy",
     "rlm_engine.sandbox.worker_limits",
+    "rlm_engine.sandbox.worker_monotonic",
     "rlm_engine.sandbox.worker_names",
     "rlm_engine.sandbox.worker_workspace",
 )

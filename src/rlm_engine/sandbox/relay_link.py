@@ -14,12 +14,13 @@ import contextlib
 import signal
 from collections import deque
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, Protocol, cast
 
 from rlm_engine.errors import ContextError, SandboxDied, SandboxError
-from rlm_engine.sandbox import wire
-from rlm_engine.sandbox.base import CellResult, ContextMeta, ContextValue, HostHandler
+from rlm_engine.sandbox import cell_clock, wire
+from rlm_engine.sandbox.base import CellClock, CellResult, ContextMeta, ContextValue, HostHandler
 from rlm_engine.sandbox.host_process import WorkerProcess
 from rlm_engine.sandbox.host_protocol import parse_context_meta
 from rlm_engine.sandbox.limits import Limits
@@ -323,14 +324,19 @@ class RelayedSandbox(LocalSandbox):
         if self._relay is not None:
             self._relay.abandon()
 
-    async def execute_at(self, code: str, *, clock: float, timeout_s: float) -> CellResult:
-        """The clock in a setup cell of its own: the worker at the other end may be an
+    async def execute_at(
+        self, code: str, *, clock: float | CellClock, timeout_s: float
+    ) -> CellResult:
+        """The clock in setup cells of its own: the worker at the other end may be an
         installation that predates the clock in the exec command."""
-        setup = f"import rlm_engine.sandbox.worker_clock as _c\n_c.start({clock!r})\ndel _c"
-        started = await self.execute(setup, timeout_s=10.0)
+        started = await self.execute(cell_clock.setup_code(clock), timeout_s=10.0)
         if started.status != "ok":
             raise SandboxError(f"could not set the clock of the REPL: {started.error}")
-        return await self.execute(code, timeout_s=timeout_s)
+        result = await self.execute(code, timeout_s=timeout_s)
+        if not isinstance(clock, CellClock) or result.status not in ("ok", "error"):
+            return result
+        finished = await self.execute(cell_clock.FINISH_CODE, timeout_s=10.0)
+        return replace(result, clock_reads=cell_clock.finished_reads(finished.output))
 
     def describe_context(self, value: ContextValue) -> ContextMeta | None:
         """``None``: the context is staged where the worker runs, which may see other

@@ -1,14 +1,17 @@
-"""A replay-stable wall clock for the REPL of a journaled run (stdlib only; runs in the worker).
+"""Replay-stable time and randomness for the REPL of a journaled run (stdlib only; in the worker).
 
 Each cell starts its clock at the time the host journaled for it. Within the cell, every
 read of ``time.time()``, ``time.time_ns()``, ``datetime.now()``, ``datetime.utcnow()``,
 ``datetime.today()`` and ``date.today()`` moves the clock on by one microsecond, and
 ``time.sleep(s)`` by ``s`` (after really sleeping). The same code therefore reads the same
 times when the cell is replayed on resume. Durations measured with these reads leave out
-computing time; ``time.monotonic()`` and ``time.perf_counter()`` stay real for that. C-level
-readers (``time.localtime()`` with no argument, ``time.strftime`` without a tuple) are not
-covered. The replacement date and datetime classes pass ``isinstance`` checks both ways and
-print and pickle as the standard ones (their ``__name__`` is the dotted one that repr shows).
+computing time; ``time.monotonic()`` and ``time.perf_counter()`` measure real time and are
+recorded and replayed instead (``worker_monotonic``). The cell's randomness (``os.urandom``,
+``secrets``, ``uuid4``, ``SystemRandom``, unseeded ``Random()``) comes from a stream seeded
+by the host for the cell (``worker_entropy``). C-level readers (``time.localtime()`` with
+no argument, ``time.strftime`` without a tuple, ``time.clock_gettime``) are not covered.
+The replacement date and datetime classes pass ``isinstance`` checks both ways and print
+and pickle as the standard ones (their ``__name__`` is the dotted one that repr shows).
 """
 
 from __future__ import annotations
@@ -16,7 +19,10 @@ from __future__ import annotations
 import datetime as _datetime
 import threading
 import time as _time
+from collections.abc import Sequence
 from typing import Any
+
+from rlm_engine.sandbox import worker_entropy, worker_monotonic
 
 TICK_NS = 1_000
 
@@ -43,12 +49,27 @@ def now() -> float:
     return _tick_ns() / 1e9
 
 
-def start(base: float) -> None:
-    """Start a cell's clock at ``base`` (seconds since the epoch); installs it the first time."""
+def start(base: float, entropy: str | None = None, reads: Sequence[int] | None = None) -> None:
+    """Start a cell's clock at ``base`` (seconds since the epoch); installs it the first time.
+
+    ``entropy`` seeds the cell's randomness (real OS entropy without it); ``reads`` are the
+    precise-clock reads a first run of the cell recorded, to replay."""
     global _base_ns, _elapsed_ns
     _install()
     with _lock:
         _base_ns, _elapsed_ns = round(base * 1e9), 0
+        base_ns = _base_ns
+    worker_monotonic.start(base_ns, reads)
+    if entropy is None:
+        worker_entropy.stop()
+    else:
+        worker_entropy.start(entropy)
+
+
+def finish() -> list[int]:
+    """End a cell: real entropy again, and the precise-clock reads it recorded."""
+    worker_entropy.stop()
+    return worker_monotonic.finish()
 
 
 def _sleep(seconds: float) -> None:
