@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import getpass
 import os
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
 from rlm_engine.sim.policies import message_text
+from rlm_engine.store.factory import open_store
+from rlm_engine.store.records import MemoryScope
 
 
 def is_root(messages: list[dict[str, Any]]) -> bool:
@@ -39,3 +44,21 @@ def cli_env(tmp_path: Path, url: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("OPENAI", "RLM_"))}
     env.update(OPENAI_BASE_URL=url, RLM_HOME=str(tmp_path / "home"))
     return env
+
+
+def kill_once_attempted(proc: subprocess.Popen[bytes], home: Path) -> None:
+    """SIGKILL ``proc`` (an `rlm ask`) once its cell has set `attempted` in the user's
+    stored memory: the cell does so after its sub-call came back, and the host journals a
+    sub-call before the cell sees its answer."""
+    scope = MemoryScope.user(getpass.getuser())
+    store = open_store(None, home)
+    try:
+        deadline = time.monotonic() + 90
+        while store.memory_get(scope, "attempted") is None:
+            assert proc.poll() is None, proc.communicate()[1].decode()
+            assert time.monotonic() < deadline, "the run never reached its sleep"
+            time.sleep(0.05)
+    finally:
+        store.close()
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait(timeout=10)

@@ -7,8 +7,10 @@ same cells, and the same cells ask for the same sub-calls in the same order. So 
 simply runs the loop again from the start: journaled calls are answered from the journal
 (no model is called twice), journaled cells re-run in a fresh REPL and must reproduce
 their recorded output, and the first call the journal does not hold goes to the model.
-Each cell's REPL clock starts at a journaled time, and ``random`` is seeded from the run,
-so cells reading the time or drawing random numbers replay the same way.
+Each cell's REPL clock starts at a journaled time, its randomness (``random``, ``os.urandom``,
+``secrets``, ``uuid4``) is seeded from the run and the cell, and the precise clocks it read
+(``monotonic``, ``perf_counter``) are journaled with it and replayed, so cells reading the
+time or drawing random numbers replay the same way (``sandbox/worker_clock.py``).
 """
 
 from __future__ import annotations
@@ -23,12 +25,55 @@ from typing import Protocol
 from rlm_engine.engine.tree import CallNode
 from rlm_engine.errors import RLMError
 from rlm_engine.plugins.base import CellInfo
-from rlm_engine.sandbox.base import CellResult
+from rlm_engine.sandbox.base import CellClock, CellResult
 from rlm_engine.types import Completion, Message, ModelSettings, Usage
 
 
 class NondeterminismError(RLMError):
     """Replay diverged from the journal: the run cannot be resumed faithfully."""
+
+
+ACCEPT_HINT = (
+    "resume with `rlm runs resume --accept-divergence RUN_ID` to go on with the new "
+    "outputs (the root model is told which ones changed)"
+)
+
+
+class CellDiverged(NondeterminismError):
+    """A replayed cell printed or returned something other than its journaled outcome."""
+
+    hint = ACCEPT_HINT
+
+    def __init__(
+        self, node_id: str, recorded: RecordedCell, result: CellResult, label: str = ""
+    ) -> None:
+        self.node_id = node_id
+        self.recorded = recorded
+        self.result = result
+        where = f"{label} ({node_id})" if label else node_id
+        super().__init__(
+            f"replay diverged at {where}: the cell printed or returned something other "
+            f"than what the journal recorded ({describe_change(recorded.outcome, result)})"
+        )
+
+
+def brief(text: str, limit: int = 120) -> str:
+    """One line of at most ``limit`` characters, for messages and prompts."""
+    flat = " ".join(text.split())
+    return flat if len(flat) <= limit else flat[: limit - 3] + "..."
+
+
+def describe_change(old: CellResult | None, new: CellResult) -> str:
+    """What differs between a journaled outcome and a replayed one, briefly."""
+    if old is None:
+        return f"now {new.status}: {brief(new.output or new.error or '')!r}"
+    if old.status != new.status:
+        return f"status was {old.status}, now {new.status}"
+    if old.output != new.output:
+        return f"output was {brief(old.output)!r}, now {brief(new.output)!r}"
+    if old.error != new.error:
+        return f"error was {brief(old.error or '')!r}, now {brief(new.error or '')!r}"
+    return "the FINAL/SUBMIT value differs"
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,6 +104,14 @@ class RecordedCell:
     """``None`` while the cell was executing when the run stopped."""
     clock: float | None = None
     """Wall-clock start the REPL's clock was given (``None`` in older journals)."""
+    reads: tuple[int, ...] | None = None
+    """The precise-clock reads of the finished cell, to replay (``None`` in older journals)."""
+    outcome: CellResult | None = None
+    """What the cell returned, as journaled (``None`` while executing, or in older journals)."""
+    snapshot_ref: str | None = None
+    """Blob of the namespace snapshot taken after the cell (``engine.snapshots``)."""
+    snapshot_note: str | None = None
+    """Why the cell has no snapshot, or which variables its snapshot left out."""
 
 
 class Journal(Protocol):
@@ -162,30 +215,43 @@ class MemoryJournal:
         previous = self.cells.get(node_id)
         if previous is None:
             previous = RecordedCell("", None)
-        self.cells[node_id] = replace(previous, output_hash=output_hash)
+        self.cells[node_id] = replace(
+            previous, output_hash=output_hash, reads=tuple(result.clock_reads), outcome=result
+        )
 
     async def flush(self) -> None:
         return None
 
 
+def cell_entropy(run_id: str, node_id: str) -> str:
+    """The seed of a journaled cell's randomness (``sandbox/worker_entropy.py``): the same
+    for every replay of the cell, different for every other cell and run."""
+    return digest("entropy", run_id, node_id)
+
+
 async def journal_cell_start(
-    journal: Journal | None, node: CallNode, info: CellInfo, code: str
-) -> tuple[RecordedCell | None, float | None]:
+    journal: Journal | None, node: CallNode, info: CellInfo, code: str, run_id: str = ""
+) -> tuple[RecordedCell | None, CellClock | None]:
     """Record a cell as executing (durably, before it runs), or check it against the
-    journal when it is being replayed. Also returns the start the REPL's clock gets for
-    this cell: now on its first run, the journaled one on replay (None without a journal)."""
+    journal when it is being replayed. Also returns the REPL's clock for this cell (None
+    without a journal): on its first run it starts now, on replay at the journaled start
+    with the journaled precise-clock reads; its entropy is seeded from ``run_id`` and the
+    cell's node id either way."""
     if journal is None:
         return None, None
+    entropy = cell_entropy(run_id, node.id)
     recorded = await journal.recorded_cell(node.id)
     if recorded is None:
         clock = time.time()
         await journal.begin_cell(
             node.id, info.iteration, info.cell_index, code, info.instruction, clock
         )
-        return None, clock
+        return None, CellClock(clock, entropy)
     if recorded.code_hash != digest(code):
         raise NondeterminismError(f"replay diverged at {node.id}: the cell's code differs")
-    return recorded, recorded.clock if recorded.clock is not None else time.time()
+    start = recorded.clock if recorded.clock is not None else time.time()
+    reads = recorded.reads if recorded.output_hash is not None else None
+    return recorded, CellClock(start, entropy, reads)
 
 
 async def journal_cell_end(
@@ -197,10 +263,7 @@ async def journal_cell_end(
     produced = output_hash(result)
     if recorded is not None and recorded.output_hash is not None:
         if recorded.output_hash != produced:
-            raise NondeterminismError(
-                f"replay diverged at {node.id}: the cell printed or returned something other "
-                "than what the journal recorded (time, randomness or outside state in the cell?)"
-            )
+            raise CellDiverged(node.id, recorded, result, node.label)
         node.detail["replayed"] = True
         return
     await journal.finish_cell(node.id, result, produced)

@@ -17,9 +17,17 @@ from __future__ import annotations
 
 import asyncio
 from concurrent.futures import Future
-from typing import Literal
+from dataclasses import replace
+from typing import Literal, cast
 
 from rlm_engine.engine.journal import RecordedCall, RecordedCell, digest
+from rlm_engine.engine.journal_epochs import JournalEpochs
+from rlm_engine.engine.snapshots import (
+    DEFAULT_SNAPSHOT_MAX_BYTES,
+    finish_meta,
+    snapshot_meta,
+    with_stored,
+)
 from rlm_engine.errors import RLMError
 from rlm_engine.sandbox.base import CellResult
 from rlm_engine.store.protocol import Store
@@ -67,6 +75,11 @@ def _recorded_call(call: ModelCall) -> RecordedCall | None:
     )
 
 
+_FINISHES_KEPT = 64
+"""Cell outcomes kept for the snapshot that follows each (concurrent child REPLs each have
+one pending at most)."""
+
+
 class StoreJournal:
     """Journal of one run in a ``Store``. ``read_only`` journals (offline replay) refuse to
     record: a call missing from the journal ends the replay with ``ReplayExhausted``.
@@ -74,10 +87,24 @@ class StoreJournal:
     A run has one journal at a time (a resume claims the run first), so the index read at
     the first lookup stays true: only this journal adds to the run."""
 
-    def __init__(self, store: Store, run_id: str, *, read_only: bool = False) -> None:
+    def __init__(
+        self,
+        store: Store,
+        run_id: str,
+        *,
+        read_only: bool = False,
+        accept_divergence: bool = False,
+        snapshot_max_bytes: int = DEFAULT_SNAPSHOT_MAX_BYTES,
+    ) -> None:
         self.store = store
         self.run_id = run_id
         self.read_only = read_only
+        self.accept_divergence = accept_divergence
+        """A replayed cell whose output differs and has no usable snapshot goes on with
+        the new output (``supersede``) instead of stopping the run."""
+        self.snapshot_max_bytes = 0 if read_only else snapshot_max_bytes
+        self._epochs = JournalEpochs()
+        self._finishes: dict[str, CellFinish] = {}
         self._cell_keys: dict[str, CellKey] = {}
         self._calls: dict[str, RecordedCall] | None = None
         self._cells: dict[str, RecordedCell] = {}
@@ -113,11 +140,18 @@ class StoreJournal:
                 finished = cell.status in TERMINAL_CELL_STATUSES
                 produced = cell.meta.get("engine_output_hash") if finished else None
                 clock = cell.meta.get("clock")
+                reads = cell.meta.get("clock_reads") if finished else None
                 self._cells[cell.node_id] = RecordedCell(
                     digest(cell.code),
                     produced if isinstance(produced, str) else None,
                     float(clock) if isinstance(clock, int | float) else None,
+                    _reads(reads),
                 )
+            for cell in snapshot.cells:
+                kept = self._cells.get(cell.node_id)
+                if kept is not None and self._cell_keys.get(cell.node_id) == cell.key:
+                    self._cells[cell.node_id] = with_stored(kept, cell)
+            self._epochs.saw([*calls, *self._cells])
             self._calls = calls
         return self._calls
 
@@ -136,11 +170,13 @@ class StoreJournal:
             await self._write(JournalWrites())
 
     async def recorded_call(self, node_id: str) -> RecordedCall | None:
+        node_id = self._epochs.key(node_id)
         return (await self._index()).get(node_id)
 
     async def record_call(
         self, node_id: str, role: str, request_hash: str, completion: Completion
     ) -> None:
+        node_id = self._epochs.key(node_id)
         if self.read_only:
             raise ReplayExhausted(
                 f"the journal has no reply for {node_id} ({role}); an offline replay makes no "
@@ -171,6 +207,7 @@ class StoreJournal:
 
     async def recorded_cell(self, node_id: str) -> RecordedCell | None:
         await self._index()
+        node_id = self._epochs.key(node_id)
         return self._cells.get(node_id)
 
     async def begin_cell(
@@ -182,6 +219,7 @@ class StoreJournal:
         instruction: str | None,
         clock: float,
     ) -> None:
+        node_id = self._epochs.key(node_id)
         if self.read_only:
             raise ReplayExhausted(f"the journal has no cell {node_id}; nothing to replay there")
         start = CellStart(
@@ -193,6 +231,7 @@ class StoreJournal:
         self._cells.setdefault(node_id, RecordedCell(digest(code), None, clock))
 
     async def finish_cell(self, node_id: str, result: CellResult, output_hash: str) -> None:
+        node_id = self._epochs.key(node_id)
         if self.read_only:
             return
         key = self._cell_keys[node_id]
@@ -202,12 +241,93 @@ class StoreJournal:
             status=status,
             output=result.output,
             error=result.error,
-            meta={"engine_output_hash": output_hash, "cell_status": result.status},
+            meta={
+                "engine_output_hash": output_hash,
+                "cell_status": result.status,
+                "clock_reads": list(result.clock_reads),
+            },
         )
+        finish = replace(finish, meta={**(finish.meta or {}), **finish_meta(result)})
+        self._finishes[node_id] = finish
+        while len(self._finishes) > _FINISHES_KEPT:  # outputs can be large: keep the recent
+            del self._finishes[next(iter(self._finishes))]
         self._hold(JournalWrites(cell_finishes=[finish]))
         previous = self._cells.get(node_id)
         if previous is not None and previous.output_hash is None:
-            self._cells[node_id] = RecordedCell(previous.code_hash, output_hash, previous.clock)
+            self._cells[node_id] = RecordedCell(
+                previous.code_hash, output_hash, previous.clock, tuple(result.clock_reads)
+            )
+
+    # -- snapshots (engine.snapshots) ------------------------------------------------------
+
+    async def keep_snapshot(
+        self, node_id: str, data: bytes | None, note: str | None, *, ref: str | None = None
+    ) -> str | None:
+        """Store a snapshot's bytes (blob first, then the cell's reference to it) and note
+        it with cell ``node_id``; the cell's held outcome carries it when still held."""
+        node_id = self._epochs.key(node_id)
+        finish = self._finishes.pop(node_id, None)
+        if self.read_only or finish is None:
+            return None
+        if data is not None:
+            ref = await asyncio.to_thread(self.store.blobs.put, data)
+        amended = replace(finish, meta={**(finish.meta or {}), **snapshot_meta(ref, note)})
+        if not self._amend_held(finish, amended):
+            # Already committed: journaled again with the same outcome, which only merges
+            # the snapshot into the cell's meta.
+            await self._write(JournalWrites(cell_finishes=[amended]))
+        kept = self._cells.get(node_id)
+        if kept is not None:
+            self._cells[node_id] = replace(kept, snapshot_ref=ref, snapshot_note=note)
+        return ref
+
+    def _amend_held(self, finish: CellFinish, amended: CellFinish) -> bool:
+        for i, held in enumerate(self._held):
+            if any(f is finish for f in held.cell_finishes):
+                finishes = [amended if f is finish else f for f in held.cell_finishes]
+                self._held[i] = replace(held, cell_finishes=finishes)
+                return True
+        return False
+
+    async def snapshot_data(self, ref: str) -> bytes:
+        return await asyncio.to_thread(self.store.blobs.get, ref)
+
+    # -- divergence (engine.divergence) ----------------------------------------------------
+
+    async def successor(self, node_id: str) -> RecordedCell | None:
+        """The record of cell ``node_id`` in the next epoch that holds one (an earlier
+        resume went on with a new output there); from now on lookups use that epoch."""
+        await self._index()
+        for key in self._epochs.later_keys(node_id):
+            recorded = self._cells.get(key)
+            if recorded is not None and recorded.output_hash is not None:
+                self._epochs.enter(node_id, key)
+                return recorded
+        return None
+
+    async def supersede(
+        self,
+        node_id: str,
+        start: tuple[int, int, str, str | None, float],
+        result: CellResult,
+        produced: str,
+    ) -> None:
+        """Go on from cell ``node_id`` with a new outcome: a new epoch begins, in which
+        this cell and every later step are journaled under ids of their own
+        (``r~N/...``), so the superseded entries stay as they were and nothing collides."""
+        await self._index()
+        self._epochs.begin(node_id)
+        iteration, index, code, instruction, clock = start
+        await self.begin_cell(node_id, iteration, index, code, instruction, clock)
+        await self.finish_cell(node_id, result, produced)
+
+
+def _reads(value: object) -> tuple[int, ...] | None:
+    """A finished cell's journaled precise-clock reads (``None`` in older journals)."""
+    if not isinstance(value, list):
+        return None
+    items = cast(list[object], value)
+    return tuple(r for r in items if isinstance(r, int) and not isinstance(r, bool))
 
 
 def _joined(batches: list[JournalWrites]) -> JournalWrites:

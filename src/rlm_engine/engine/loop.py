@@ -15,13 +15,16 @@ from rlm_engine.engine import prompts
 from rlm_engine.engine.broker import Broker
 from rlm_engine.engine.calls import call_model
 from rlm_engine.engine.capsule import compact, needs_compaction
-from rlm_engine.engine.journal import digest, journal_cell_end, journal_cell_start
+from rlm_engine.engine.divergence import Divergences
+from rlm_engine.engine.host_relay import HostRelay
+from rlm_engine.engine.journal import digest, journal_cell_start
 from rlm_engine.engine.output import digest_output, truncate_middle
 from rlm_engine.engine.parsing import Cell, ParsedReply, parse_reply
 from rlm_engine.engine.result import StopReason
+from rlm_engine.engine.snapshots import SnapshotTaker, restore_latest
 from rlm_engine.engine.state import TreeState
 from rlm_engine.engine.tree import CallNode
-from rlm_engine.errors import SandboxError
+from rlm_engine.errors import ErrorCause, SandboxError
 from rlm_engine.events import (
     CellBlocked,
     CellFinished,
@@ -34,7 +37,9 @@ from rlm_engine.events import (
     SandboxRestarted,
 )
 from rlm_engine.plugins.base import Block, CellInfo
+from rlm_engine.sandbox import cell_clock
 from rlm_engine.sandbox.base import (
+    CellClock,
     CellResult,
     ContextMeta,
     ContextValue,
@@ -75,6 +80,10 @@ class Session:
     history: list[Message] = field(default_factory=list[Message])
     context: ContextValue = None
     booting: asyncio.Task[Sandbox] | None = None
+    host: HostRelay = field(default_factory=HostRelay)
+    """The sandbox's host handler: it serves whichever run uses the session now."""
+    recap: str = ""
+    """For the first prompt of a session restored from recorded cells (it has no history)."""
 
     async def settle(self) -> None:
         """Wait for a sandbox still starting; a failed start is dropped (the next use
@@ -100,6 +109,7 @@ class Outcome:
     answer: str = ""
     fields: dict[str, Any] | None = None
     detail: str = ""
+    cause: ErrorCause | None = None
 
 
 @dataclass
@@ -159,12 +169,21 @@ class RunLoop:
         self._repeats = _Repeats()
         # (cell node id, code, clock) of every cell that ran to an end, for restoring after a
         # kill.
-        self._executed: list[tuple[str, str, float | None]] = []
+        self._executed: list[tuple[str, str, CellClock | None]] = []
         self._nudged_stagnation = False
         self._described: ContextMeta | None = None
         self.broker = Broker(
             state, depth=depth, spawn_child=self._spawn_child, current_node=lambda: self._cell_node
         )
+        self._snapshots = SnapshotTaker(state.journal)
+        self._divergences = Divergences(
+            state.journal,
+            run_id=state.run_id,
+            swap=self._swap_sandbox,
+            adopt=self._adopt,
+            restarted=self._restarted,
+        )
+        session.host.target = self.broker
 
     # -- plumbing -------------------------------------------------------------------------
 
@@ -191,7 +210,7 @@ class RunLoop:
         return outcome.answer
 
     def _new_sandbox(self) -> Sandbox:
-        return self.state.sandbox_factory(self.broker, tuple(self.state.tools))
+        return self.state.sandbox_factory(self.session.host, tuple(self.state.tools))
 
     async def _start_sandbox(self) -> Sandbox:
         return await self._boot(self._new_sandbox())
@@ -219,15 +238,14 @@ class RunLoop:
         seed = int(digest(self.state.run_id, self.node.id)[:15], 16)
         await _setup(sandbox, f"import random as _r\n_r.seed({seed})\ndel _r", "seed")
 
-    async def _start_clock(self, sandbox: Sandbox, clock: float | None) -> None:
+    async def _start_clock(self, sandbox: Sandbox, clock: CellClock | None) -> None:
         """Start the REPL's replay-stable clock at the cell's journaled time
         (``sandbox.worker_clock``); without a journal the REPL keeps the real clock."""
         if clock is None:
             return
-        code = f"import rlm_engine.sandbox.worker_clock as _c\n_c.start({clock!r})\ndel _c"
-        await _setup(sandbox, code, "set the clock of")
+        await _setup(sandbox, cell_clock.setup_code(clock), "set the clock of")
 
-    async def _execute(self, sandbox: Sandbox, code: str, clock: float | None) -> CellResult:
+    async def _execute(self, sandbox: Sandbox, code: str, clock: CellClock | None) -> CellResult:
         """Run a cell with the REPL's clock started at ``clock`` (one round trip where the
         sandbox takes the clock with the cell)."""
         timeout = self._cell_timeout()
@@ -281,6 +299,7 @@ class RunLoop:
         return session.meta
 
     async def close(self) -> None:
+        await self._snapshots.cancel()
         await self.session.close()
 
     # -- the loop -------------------------------------------------------------------------
@@ -301,6 +320,8 @@ class RunLoop:
             custom=cfg.system_prompt,
         )
         first = prompts.first_user_message(self.question, meta, schema_text)
+        if self.session.recap:
+            first = f"{self.session.recap}\n\n{first}"
         return [
             Message("system", system),
             Message("user", f"{first}\n\n{prompts.FIRST_TURN_GUARD}"),
@@ -313,7 +334,8 @@ class RunLoop:
                 spent = self.state.budget.exceeded()
                 if spent is not None:
                     reason: StopReason = "timeout" if spent.budget == "time" else "budget"
-                    return Outcome(reason, detail=f"{spent.budget}: {spent}")
+                    detail = f"{spent.budget}: {spent}"
+                    return Outcome(reason, detail=detail, cause=ErrorCause.of(spent))
                 self.iterations = iteration
                 await self.state.emit(IterationStarted(**self._common(), iteration=iteration))
                 outcome = await self._turn(messages, iteration)
@@ -325,6 +347,7 @@ class RunLoop:
             return await self._forced_final(messages)
         finally:
             self.session.history = messages
+            await self._snapshots.settle()  # kept before the journal's last flush
 
     async def _root_reply(self, messages: list[Message], iteration: int) -> str:
         node = self.node.add("root_turn", label=f"iteration {iteration}", iteration=iteration)
@@ -365,6 +388,8 @@ class RunLoop:
             nudge, self._nudged_stagnation = prompts.STAGNATION_NUDGE, True
         budget_line = self.state.budget.describe()
         feedback = prompts.turn_feedback(outputs, self.question, budget_line, iteration, nudge)
+        if (changed := self._divergences.note()) is not None:
+            feedback = f"{changed}\n\n{feedback}"
         messages.append(Message("user", feedback))
         return None
 
@@ -426,13 +451,15 @@ class RunLoop:
         messages.append(Message("user", prompts.FORCED_FINAL))
         reply = await self._root_reply(messages, self.iterations + 1)
         parsed = parse_reply(reply)
-        if parsed.has_final:
-            outcome, _ = await self._final_from_text(parsed)
-            if outcome is not None:
-                return Outcome(
-                    "max_iterations", outcome.answer, outcome.fields, "forced final answer"
-                )
-        return Outcome("max_iterations", answer=reply.strip(), detail="no FINAL in the forced turn")
+        if not parsed.has_final:
+            # Prose without FINAL is not an answer; reporting it as one would hide the stop.
+            return Outcome("max_iterations", detail="no FINAL in the forced final turn")
+        outcome, problem = await self._final_from_text(parsed)
+        if outcome is None or not outcome.answer.strip():
+            lines = [line.strip() for line in problem.splitlines() if line.strip()]
+            why = " ".join(dict.fromkeys(lines[:1] + lines[-1:])) or "the answer was empty"
+            return Outcome("max_iterations", detail=f"the forced final turn gave no answer: {why}")
+        return Outcome("max_iterations", outcome.answer, outcome.fields, "forced final answer")
 
     # -- cells ----------------------------------------------------------------------------
 
@@ -471,10 +498,16 @@ class RunLoop:
                 instruction=cell.instruction,
             )
         )
-        recorded, clock = await journal_cell_start(self.state.journal, node, info, verdict.code)
+        await self._snapshots.settle()  # the previous cell's, before this one changes it
+        recorded, clock = await journal_cell_start(
+            self.state.journal, node, info, verdict.code, self.state.run_id
+        )
         sandbox = await self._sandbox()
         result = await self._execute(sandbox, verdict.code, clock)
-        await journal_cell_end(self.state.journal, node, result, recorded)
+        start = (iteration, index, verdict.code, cell.instruction, clock.start if clock else 0.0)
+        result, fresh = await self._divergences.cell_end(node, result, recorded, start)
+        if fresh and result.final is None:  # a FINAL ends the run: nothing to restore later
+            self._snapshots.after_cell(sandbox, node.id, result)
         self._cell_node = self.node
         node.status = result.status
         node.latency_s = result.duration_s
@@ -496,6 +529,8 @@ class RunLoop:
             restored = await self._restart(result)
             result = replace(result, error=_restart_note(restored, len(self._executed)))
         else:
+            if clock is not None:  # a restore replays the precise clocks this run read
+                clock = replace(clock, reads=clock.reads or result.clock_reads)
             self._executed.append((node.id, verdict.code, clock))
         return result
 
@@ -521,6 +556,18 @@ class RunLoop:
         text = "\n".join([f"CellBlocked by {plugin}: {block.reason}", *block.details])
         return CellResult(status="error", output="", error=text)
 
+    async def _swap_sandbox(self) -> tuple[Sandbox, Sandbox | None]:
+        """A new sandbox becomes the REPL's (to load a snapshot); the previous one is
+        returned open, for the caller to close or take back."""
+        previous = self.session.sandbox
+        return await self._start_sandbox(), previous
+
+    def _adopt(self, sandbox: Sandbox | None) -> None:
+        self.session.sandbox = sandbox
+
+    async def _restarted(self, reason: str) -> None:
+        await self.state.emit(SandboxRestarted(**self._common(), reason=reason))
+
     async def _restart(self, result: CellResult) -> bool:
         """A fresh REPL after a hard kill. The cells this loop ran before are replayed into
         it with their sub-calls answered from the journal, so the variables come back
@@ -529,7 +576,10 @@ class RunLoop:
             await self.session.sandbox.close()
         sandbox = await self._start_sandbox()
         restored = True
-        for node_id, code, clock in self._executed:
+        # The latest snapshot of those cells, when there is one, stands for them all.
+        ran = [node_id for node_id, _, _ in self._executed]
+        covered = await restore_latest(self.state.journal, sandbox, ran)
+        for node_id, code, clock in self._executed[covered:]:
             # A stand-in node with the original id: sub-calls get their original ids back.
             self._cell_node = CallNode(id=node_id, kind="cell")
             replayed = await self._execute(sandbox, code, clock)

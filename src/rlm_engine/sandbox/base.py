@@ -43,6 +43,19 @@ class CellResult:
     duration_s: float = 0.0
     dropped_chars: int = 0
     """How many output characters were discarded above the hard cap."""
+    clock_reads: tuple[int, ...] = ()
+    """A journaled cell's reads of the precise clocks, in ns after its start (to replay)."""
+
+
+@dataclass(frozen=True, slots=True)
+class CellClock:
+    """What makes a journaled cell replay the same (``sandbox.worker_clock``): its wall
+    clock's start, the seed of its randomness, and on replay the precise-clock reads its
+    first run recorded."""
+
+    start: float
+    entropy: str | None = None
+    reads: tuple[int, ...] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,8 +111,38 @@ class StartsClock(Protocol):
     """A sandbox that starts the REPL's replay-stable clock (``worker_clock``) together
     with the cell, in one round trip instead of a setup cell and the cell."""
 
-    async def execute_at(self, code: str, *, clock: float, timeout_s: float) -> CellResult:
-        """``execute(code)`` with the REPL's clock started at ``clock`` first."""
+    async def execute_at(
+        self, code: str, *, clock: float | CellClock, timeout_s: float
+    ) -> CellResult:
+        """``execute(code)`` with the REPL's clock started at ``clock`` first (a bare float
+        is the wall clock's start alone)."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class NamespaceSnapshot:
+    """A pickle of the REPL's variables, made inside the sandbox. Opaque bytes to the
+    host: it stores them and hands them to a new sandbox, never unpickles them."""
+
+    data: bytes | None
+    """``None`` when the namespace is unchanged since the last snapshot or none was kept."""
+    unchanged: bool = False
+    skipped: tuple[str, ...] = ()
+    """Variables left out because they do not pickle (open files, generators, ...)."""
+    reason: str | None = None
+    """Why no snapshot was kept (over the size cap, not supported by the worker)."""
+
+
+@runtime_checkable
+class SnapshotsNamespace(Protocol):
+    """A sandbox that can snapshot its namespace, and restore one into a fresh REPL."""
+
+    async def snapshot(self, *, max_bytes: int) -> NamespaceSnapshot:
+        """Pickle the user's variables inside the sandbox (at most ``max_bytes``)."""
+        ...
+
+    async def restore(self, data: bytes) -> None:
+        """Load a snapshot taken by ``snapshot`` (in another sandbox of the same run)."""
         ...
 
 

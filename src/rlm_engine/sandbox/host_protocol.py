@@ -7,12 +7,15 @@ before it reaches the handler or the caller.
 
 from __future__ import annotations
 
+import base64
+import binascii
 import json
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, cast
 
-from rlm_engine.sandbox.base import ContextMeta, FinalValue
+from rlm_engine.sandbox.base import ContextMeta, FinalValue, NamespaceSnapshot
+from rlm_engine.sandbox.worker_monotonic import MAX_READS
 
 HOST_METHODS = frozenset(
     {
@@ -61,6 +64,7 @@ class CellReply:
     final: FinalValue | None
     dropped: int
     interrupted: bool
+    clock_reads: tuple[int, ...] = ()
 
 
 def _is_str(value: object) -> bool:
@@ -184,7 +188,23 @@ def parse_cell_reply(value: object) -> CellReply:
         final=_final(data.get("final")),
         dropped=_count(data.get("dropped"), "dropped"),
         interrupted=bool(data["interrupted"]),
+        clock_reads=parse_clock_reads(data.get("clock_reads")),
     )
+
+
+def parse_clock_reads(value: object) -> tuple[int, ...]:
+    """A journaled cell's precise-clock reads: at most ``MAX_READS`` 64-bit integers (the
+    cell's code could forge them; bounded, they cost the journal little)."""
+    if value is None:
+        return ()
+    if not isinstance(value, list):
+        raise ProtocolViolation("clock_reads must be a list")
+    reads = cast(list[object], value)
+    if len(reads) > MAX_READS or not all(
+        isinstance(r, int) and not isinstance(r, bool) and -(2**63) <= r < 2**63 for r in reads
+    ):
+        raise ProtocolViolation(f"clock_reads must be at most {MAX_READS} 64-bit integers")
+    return tuple(cast(list[int], reads))
 
 
 def _extra(value: object) -> dict[str, Any]:
@@ -221,3 +241,31 @@ def parse_vars(value: object) -> dict[str, str]:
     if data is None or not all(isinstance(item, str) for item in data.values()):
         raise ProtocolViolation("list_vars reply must map names to strings")
     return {str(key): cast(str, item) for key, item in data.items()}
+
+
+MAX_SKIPPED_NAMES = 100
+
+
+def parse_snapshot(value: object, max_bytes: int) -> NamespaceSnapshot:
+    """Validate a ``snapshot`` reply. The pickle stays opaque bytes: it is decoded from
+    base64 and measured, never unpickled here."""
+    data = as_object(value)
+    if data is None:
+        raise ProtocolViolation("snapshot reply must be an object")
+    encoded, reason, skipped = data.get("data"), data.get("reason"), data.get("skipped", [])
+    if not _is_optional_str(encoded) or not _is_optional_str(reason):
+        raise ProtocolViolation("snapshot reply has a bad data or reason field")
+    if not _is_str_list(skipped) or not isinstance(data.get("unchanged", False), bool):
+        raise ProtocolViolation("snapshot reply has a bad skipped list or unchanged flag")
+    names = tuple(name[:100] for name in cast(list[str], skipped)[:MAX_SKIPPED_NAMES])
+    raw: bytes | None = None
+    if encoded is not None:
+        if len(encoded) > (max_bytes + 2) // 3 * 4 + 4:
+            raise ProtocolViolation("snapshot larger than the size cap")
+        try:
+            raw = base64.b64decode(cast(str, encoded), validate=True)
+        except (binascii.Error, ValueError):
+            raise ProtocolViolation("snapshot data is not base64") from None
+    unchanged = bool(data.get("unchanged", False)) and raw is None
+    why = cast(str | None, reason)
+    return NamespaceSnapshot(raw, unchanged, names, None if why is None else why[:300])

@@ -11,6 +11,7 @@ no host files but its contexts and workspace, a dedicated unprivileged uid under
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import keyword
 import shutil
@@ -21,11 +22,13 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from rlm_engine.errors import ContextError, SandboxDied, SandboxError
 from rlm_engine.sandbox.base import (
+    CellClock,
     CellResult,
     CellStatus,
     ContextMeta,
     ContextValue,
     HostHandler,
+    NamespaceSnapshot,
     SandboxFactory,
 )
 from rlm_engine.sandbox.context import stage_context
@@ -35,6 +38,7 @@ from rlm_engine.sandbox.host_protocol import (
     ProtocolViolation,
     parse_cell_reply,
     parse_context_meta,
+    parse_snapshot,
     parse_vars,
 )
 from rlm_engine.sandbox.isolation import ISOLATION_MODES, IsolationLevel, IsolationMode
@@ -44,6 +48,8 @@ from rlm_engine.sandbox.raw_output import RawOutput
 from rlm_engine.sandbox.worker_names import RESERVED_NAMES
 
 START_TIMEOUT_S = 30.0
+SNAPSHOT_TIMEOUT_S = 30.0
+"""How long pickling or loading a namespace snapshot may take in the worker."""
 _T = TypeVar("_T")
 
 
@@ -244,12 +250,17 @@ class LocalSandbox:
         process group is killed (status ``killed``, the sandbox is dead)."""
         return await self._execute(code, timeout_s, None)
 
-    async def execute_at(self, code: str, *, clock: float, timeout_s: float) -> CellResult:
+    async def execute_at(
+        self, code: str, *, clock: float | CellClock, timeout_s: float
+    ) -> CellResult:
         """``execute`` with the REPL's replay-stable clock started at ``clock`` (seconds
-        since the epoch) just before the cell, in the same command."""
+        since the epoch, or a journaled cell's whole ``CellClock``) just before the cell,
+        in the same command."""
         return await self._execute(code, timeout_s, clock)
 
-    async def _execute(self, code: str, timeout_s: float, clock: float | None) -> CellResult:
+    async def _execute(
+        self, code: str, timeout_s: float, clock: float | CellClock | None
+    ) -> CellResult:
         link = self._require_link()
         await self._lock.acquire()
         handed_off = False
@@ -257,7 +268,9 @@ class LocalSandbox:
         try:
             link = self._require_link()
             fields: dict[str, Any] = {"code": code}
-            if clock is not None:
+            if isinstance(clock, CellClock):
+                fields.update(clock=clock.start, entropy=clock.entropy, reads=clock.reads)
+            elif clock is not None:
                 fields["clock"] = clock
             reply_future = link.request("exec", **fields)
             try:
@@ -320,7 +333,7 @@ class LocalSandbox:
                 f"TimeoutError: the cell ran past its {timeout_s:g} s limit and was interrupted; "
                 "variables assigned before the interrupt are kept.\n" + (cell.error or "")
             )
-        return CellResult(status, output, error, cell.final, elapsed, dropped)
+        return CellResult(status, output, error, cell.final, elapsed, dropped, cell.clock_reads)
 
     def _dead_result(self, link: WorkerProcess, began: float) -> CellResult:
         raw, raw_dropped = link.take_raw_output()
@@ -407,6 +420,44 @@ class LocalSandbox:
     async def list_vars(self) -> dict[str, str]:
         """User variables in the REPL and short type descriptions."""
         return self._checked(parse_vars, await self._command("list_vars"))
+
+    async def snapshot(
+        self, *, max_bytes: int, timeout_s: float = SNAPSHOT_TIMEOUT_S
+    ) -> NamespaceSnapshot:
+        """Pickle the user's variables inside the worker (``worker_snapshot``); the bytes
+        come back opaque and are never unpickled here. A worker that cannot take one (an
+        older installation behind a relay), or does not within ``timeout_s``, gives a
+        snapshot with only a ``reason``."""
+        try:
+            value = await self._bounded("snapshot", timeout_s, max_bytes=max_bytes)
+        except _CommandFailed as exc:
+            return NamespaceSnapshot(None, reason=f"the worker took no snapshot: {exc}")
+        return self._checked(lambda v: parse_snapshot(v, max_bytes), value)
+
+    async def restore(self, data: bytes, *, timeout_s: float = SNAPSHOT_TIMEOUT_S) -> None:
+        """Load a snapshot into this REPL; ``SandboxError`` if the worker cannot read it."""
+        encoded = base64.b64encode(data).decode("ascii")
+        try:
+            await self._bounded("restore", timeout_s, data=encoded)
+        except _CommandFailed as exc:
+            raise SandboxError(f"the REPL could not load the snapshot: {exc}") from None
+
+    async def _bounded(self, kind: str, timeout_s: float, **fields: Any) -> Any:
+        """A command that may run the cells' code (pickling does): past ``timeout_s`` it
+        gets the soft interrupt, and the worker is killed if that does not stop it."""
+        async with self._lock:
+            link = self._require_link()
+            future = link.request(kind, **fields)
+            reply = await link.wait(future, timeout_s)
+            if reply is None:
+                link.interrupt()
+                reply = await link.wait(future, self._grace)
+            if reply is None:
+                await link.kill(f"the {kind} did not stop when interrupted, so it was killed")
+                raise SandboxDied(link.death_reason)
+        if reply.get("ok") is not True:
+            raise _CommandFailed(str(reply.get("error")))
+        return reply.get("value")
 
 
 class _CommandFailed(Exception):

@@ -17,7 +17,14 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from rlm_engine.errors import SandboxDied
-from rlm_engine.sandbox.base import CellResult, ContextMeta, ContextValue, HostHandler
+from rlm_engine.sandbox.base import (
+    CellClock,
+    CellResult,
+    ContextMeta,
+    ContextValue,
+    HostHandler,
+    NamespaceSnapshot,
+)
 from rlm_engine.sandbox.context_meta import LAZY_CONTEXT_BYTES, describe_context
 from rlm_engine.sandbox.local import LocalSandbox
 
@@ -167,11 +174,19 @@ class PooledSandbox:
     async def execute(self, code: str, *, timeout_s: float) -> CellResult:
         return await self._require().execute(code, timeout_s=timeout_s)
 
-    async def execute_at(self, code: str, *, clock: float, timeout_s: float) -> CellResult:
+    async def execute_at(
+        self, code: str, *, clock: float | CellClock, timeout_s: float
+    ) -> CellResult:
         return await self._require().execute_at(code, clock=clock, timeout_s=timeout_s)
 
     async def list_vars(self) -> dict[str, str]:
         return await self._require().list_vars()
+
+    async def snapshot(self, *, max_bytes: int) -> NamespaceSnapshot:
+        return await self._require().snapshot(max_bytes=max_bytes)
+
+    async def restore(self, data: bytes) -> None:
+        await self._require().restore(data)
 
     async def close(self) -> None:
         self._closed = True

@@ -22,7 +22,7 @@ import queue
 import sys
 import threading
 import time
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 
 from rlm_engine.sandbox import wire
 from rlm_engine.sandbox.worker_cell import (
@@ -35,9 +35,16 @@ from rlm_engine.sandbox.worker_cell import (
 from rlm_engine.sandbox.worker_channel import HostChannel, exit_with_host
 from rlm_engine.sandbox.worker_context import load_context
 from rlm_engine.sandbox.worker_limits import apply_rlimits
-from rlm_engine.sandbox.worker_names import ReplNames, VarsReport
+from rlm_engine.sandbox.worker_names import RESERVED_NAMES, ReplNames, VarsReport
+
+if TYPE_CHECKING:
+    from rlm_engine.sandbox.worker_snapshot import Snapshots
 
 DEFAULT_OUTPUT_CAP = 1_000_000
+
+# Bound before a journaled cell replaces time.perf_counter: the worker's own timing stays
+# real and out of the cell's recorded reads.
+_perf_counter = time.perf_counter
 
 
 class Worker:
@@ -61,6 +68,7 @@ class Worker:
         self._interrupt = SoftInterrupt()
         self._output = CappedOutput(output_cap, hard_cap)
         self._cells = 0
+        self._snapshots: Snapshots | None = None
 
     def serve(self) -> None:
         """Announce readiness, then run commands until the host goes away."""
@@ -93,12 +101,11 @@ class Worker:
         kind = message.get("type")
         try:
             if kind == "exec":
-                clock = message.get("clock")
-                if isinstance(clock, int | float) and not isinstance(clock, bool):
-                    _start_clock(float(clock))
-                value: Any = self._exec(str(message.get("code", "")))
+                value: Any = self._exec_at(message)
             elif kind == "load_context":
                 value = self._load_context(message.get("spec"))
+            elif kind in ("snapshot", "restore"):
+                value = self._snapshot_command(kind, message)
             elif kind == "list_vars":
                 value = dict(self._names.user_vars())
             elif kind == "set_tools":
@@ -117,6 +124,30 @@ class Worker:
             return {"type": "reply", "id": request_id, "ok": False, "error": str(exc)}
         return {"type": "reply", "id": request_id, "ok": True, "value": value}
 
+    def _exec_at(self, message: dict[str, Any]) -> dict[str, Any]:
+        """An ``exec`` command: with a ``clock`` (journaled runs) the cell runs on the
+        replay-stable clock and entropy, and its reply carries its precise-clock reads."""
+        code = str(message.get("code", ""))
+        clock = message.get("clock")
+        if not isinstance(clock, int | float) or isinstance(clock, bool):
+            return self._exec(code)
+        from rlm_engine.sandbox import worker_clock
+
+        entropy = message.get("entropy")
+        reads = cast(object, message.get("reads"))
+        replay = (
+            [int(r) for r in cast(list[object], reads) if isinstance(r, int)]
+            if isinstance(reads, list)
+            else None
+        )
+        worker_clock.start(float(clock), entropy if isinstance(entropy, str) else None, replay)
+        try:
+            value = self._exec(code)
+        finally:
+            recorded = worker_clock.finish()
+        value["clock_reads"] = recorded
+        return value
+
     def _exec(self, code: str) -> dict[str, Any]:
         self._cells += 1
         self._names.final = None
@@ -125,7 +156,7 @@ class Worker:
         self._interrupt.install()
         stdout, stderr = sys.stdout, sys.stderr
         capture(self._output)
-        started = time.perf_counter()
+        started = _perf_counter()
         try:
             error = run_cell(
                 code, self._namespace, f"<cell-{self._cells}>", self._interrupt, self._show
@@ -142,8 +173,31 @@ class Worker:
             "final": self._names.final,
             "dropped": dropped,
             "interrupted": self._interrupt.fired,
-            "duration": time.perf_counter() - started,
+            "duration": _perf_counter() - started,
         }
+
+    def _snapshot_command(self, kind: str, message: dict[str, Any]) -> dict[str, Any]:
+        """Snapshot the namespace, or restore one (``worker_snapshot``; imported on first
+        use: runs without a journal never pay for pickle)."""
+        if self._snapshots is None:
+            from rlm_engine.sandbox.worker_snapshot import Snapshots
+
+            self._snapshots = Snapshots(
+                self._namespace, lambda: RESERVED_NAMES | self._names.tool_names
+            )
+        # Pickling and unpickling may run code the cells defined (``__reduce__``, an
+        # import): the host's soft interrupt reaches it, as it reaches a cell.
+        self._interrupt.arm()
+        try:
+            if kind == "restore":
+                return self._snapshots.restore(str(message.get("data", "")))
+            cap = message.get("max_bytes")
+            return self._snapshots.take(cap if isinstance(cap, int) and cap > 0 else 0)
+        except KeyboardInterrupt:
+            raise RuntimeError(f"the {kind} was interrupted: it ran past its deadline") from None
+        finally:
+            self._interrupt.disarm()
+            self._interrupt.install()
 
     def _load_context(self, spec: object) -> dict[str, Any]:
         if not isinstance(spec, dict):
@@ -158,13 +212,6 @@ class Worker:
         """Echo a cell's trailing expression like a notebook does."""
         if value is not None and not isinstance(value, VarsReport):
             print(repr(value))
-
-
-def _start_clock(base: float) -> None:
-    """Start the replay-stable clock for the cell that comes with it (journaled runs)."""
-    from rlm_engine.sandbox import worker_clock
-
-    worker_clock.start(base)
 
 
 def _parse_args(argv: list[str]) -> dict[str, str]:

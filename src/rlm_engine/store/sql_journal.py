@@ -10,7 +10,7 @@ from __future__ import annotations
 import functools
 import json
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, cast
 
 from sqlalchemy import JSON, Connection, Float, Integer, RowMapping, Select, Table, select, update
 from sqlalchemy.exc import DBAPIError, IntegrityError
@@ -533,7 +533,12 @@ def finish_cell_in(
         values["meta"] = {**(row["meta"] or {}), **meta}
     if row["status"] in TERMINAL_CELL_STATUSES:
         if row["status"] == status and row["output_hash"] == output_hash:
-            return  # the same outcome journaled twice: idempotent
+            # The same outcome journaled twice: idempotent, but what it adds to the meta
+            # (a namespace snapshot taken after the cell) is kept.
+            if meta is not None and values["meta"] != (row["meta"] or {}):
+                query = update(cells).where(cells.c.artifact_id == key.artifact_id)
+                conn.execute(query.values(meta=values["meta"]))
+            return
         raise JournalConflictError(f"cell {key.artifact_id} already {row['status']}")
     conn.execute(update(cells).where(cells.c.artifact_id == key.artifact_id).values(values))
 
@@ -556,3 +561,19 @@ def list_cells(db: SqlDb, conn: Connection, run_id: str, node_id: str | None) ->
             cells.c.created_at, cells.c.node_id, cells.c.iteration, cells.c.cell_index
         )
     return [_to_cell(db, row) for row in conn.execute(query).mappings()]
+
+
+def snapshot_refs(conn: Connection) -> set[str]:
+    """Blob references of the namespace snapshots noted with cells (`meta.snapshot.ref`):
+    garbage collection must keep them as long as their cells exist."""
+    refs: set[str] = set()
+    query = select(cells.c.meta).where(cells.c.meta.is_not(None))
+    for meta in conn.execute(query).scalars():
+        value: object = meta
+        found: Mapping[str, Any] = cast(Mapping[str, Any], value) if isinstance(value, dict) else {}
+        snapshot: object = found.get("snapshot")
+        if isinstance(snapshot, dict):
+            ref: object = cast(Mapping[str, Any], snapshot).get("ref")
+            if isinstance(ref, str):
+                refs.add(ref)
+    return refs

@@ -11,6 +11,7 @@ from sqlalchemy import Connection, RowMapping, delete, select, update
 from rlm_engine.store.errors import ConcurrencyError, SessionNotFoundError
 from rlm_engine.store.records import ContextRecord, MemoryItem, MemoryScope, Session
 from rlm_engine.store.sql_base import SqlDb, upsert
+from rlm_engine.store.sql_journal import snapshot_refs
 from rlm_engine.store.tables import cells, contexts, memory, nodes, runs, sessions
 
 
@@ -195,4 +196,5 @@ def blob_refs_in_use(db: SqlDb) -> set[str]:
         for column in columns:
             query = select(column).where(column.is_not(None)).distinct()
             refs.update(conn.execute(query).scalars())
+        refs.update(snapshot_refs(conn))
     return refs
