@@ -88,7 +88,9 @@ def test_memory_get_of_a_missing_key_is_a_usage_error(
 def test_sessions_list_show_delete(store: SqlStore, capsys: pytest.CaptureFixture[str]) -> None:
     store.open_session("alpha", {"turns": 2})
     store.open_session("beta")
-    store.create_run(NewRun(run_id="in-alpha", question="what?", session="alpha"))
+    store.create_run(
+        NewRun(run_id="in-alpha", question="what?", model="openai/m1", session="alpha")
+    )
     store.finish_run("in-alpha", status="completed", stop_reason="final", answer="that")
     store.memory_set(MemoryScope.session("alpha"), "k", [1])
 
@@ -104,6 +106,7 @@ def test_sessions_list_show_delete(store: SqlStore, capsys: pytest.CaptureFixtur
     assert main(["sessions", "show", "alpha"]) == 0
     out = capsys.readouterr().out
     assert "session: alpha (version 1)" in out and "in-alpha" in out and "memory keys: k" in out
+    assert "in-alpha  completed   openai/m1" in out  # which model answered each question
 
     assert cli_json(capsys, "sessions", "delete", "alpha", "--json") == {
         "name": "alpha",

@@ -67,7 +67,9 @@ def sessions_show(args: argparse.Namespace) -> int:
     print(f"memory keys: {', '.join(item.key for item in memory) or '(none)'}")
     print(f"runs ({len(runs)}, newest first):")
     for run in runs:
-        print(f"  {run.run_id}  {run.status:<11} {' '.join(run.question.split())[:60]}")
+        # Each question of a session may use other models: say which answered it.
+        question = " ".join(run.question.split())[:60]
+        print(f"  {run.run_id}  {run.status:<11} {run.model:<24} {question}")
     return 0
 
 

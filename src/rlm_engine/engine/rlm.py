@@ -14,10 +14,17 @@ from rlm_engine.engine.budgets import Budget, Limits
 from rlm_engine.engine.config import RLMConfig
 from rlm_engine.engine.journal import Journal, MemoryJournal
 from rlm_engine.engine.loop import Outcome, RunLoop, Session
+from rlm_engine.engine.restore import PastRun, Restorer, RestoreReport
 from rlm_engine.engine.result import RunResult
 from rlm_engine.engine.state import EventListener, SandboxFactory, Tool, TreeState
 from rlm_engine.engine.tree import CallNode
-from rlm_engine.errors import BudgetExceeded, ConfigurationError, RLMError, SandboxError
+from rlm_engine.errors import (
+    BudgetExceeded,
+    ConfigurationError,
+    ErrorCause,
+    RLMError,
+    SandboxError,
+)
 from rlm_engine.events import ErrorEvent, Event, RunFinished, RunStarted
 from rlm_engine.lm.base import LanguageModel
 from rlm_engine.lm.cache import CachedModel, PersistentCache, ResponseCache
@@ -201,6 +208,24 @@ class RLM:
         """Answer ``question`` as an async iterator of typed events; ``.result`` afterwards."""
         return RunStream(self, question, context)
 
+    async def arestore(self, runs: Sequence[PastRun]) -> RestoreReport:
+        """Rebuild a persistent RLM's REPL from the cells of earlier runs, before its first
+        question: no model is called (sub-calls get their recorded replies) and the next
+        question may use other models, instructions and budgets (see ``engine.restore``)."""
+        if not runs:
+            return RestoreReport()
+        if not self.persistent:
+            raise ConfigurationError("restoring a session needs RLM(..., persistent=True)")
+        restorer = Restorer(
+            self._session_for(None),
+            self._sandbox_factory,
+            memory=self.memory,
+            tools=self.tools,
+            plugins=self.plugins,
+            cell_timeout_s=self.config.cell_timeout_s,
+        )
+        return await restorer.restore(runs)
+
     async def _execute(
         self,
         question: str,
@@ -258,6 +283,13 @@ class RLM:
             outcome = await self._journal_flushed(
                 state, await self._guarded(loop, state, context, session)
             )
+        except asyncio.CancelledError:
+            if self.persistent:
+                # A cancelled run leaves a cell half done and its sub-calls in flight on
+                # clients about to close: the REPL goes with it (the next run starts anew).
+                await loop.close()
+                self._session = None
+            raise
         finally:
             if not self.persistent:
                 await loop.close()
@@ -289,10 +321,11 @@ class RLM:
         except TimeoutError:
             return Outcome("timeout", detail=f"run exceeded max_seconds={self.config.max_seconds}")
         except BudgetExceeded as exc:
-            return Outcome("budget", detail=f"{exc.budget}: {exc}")
+            return Outcome("budget", detail=f"{exc.budget}: {exc}", cause=ErrorCause.of(exc))
         except (RLMError, SandboxError) as exc:
             await state.emit(ErrorEvent(run_id=state.run_id, message=str(exc), where="run"))
-            return Outcome("error", detail=f"{type(exc).__name__}: {exc}")
+            cause = ErrorCause.of(exc)
+            return Outcome("error", detail=f"{type(exc).__name__}: {exc}", cause=cause)
 
     async def _journal_flushed(self, state: TreeState, outcome: Outcome) -> Outcome:
         """Make the journal's held-back writes (the last root reply and cell outcome)
@@ -304,7 +337,8 @@ class RLM:
         except RLMError as exc:
             if outcome.stop_reason == "error":
                 return outcome
-            return Outcome("error", detail=f"the journal could not be written: {exc}")
+            detail = f"the journal could not be written: {exc}"
+            return Outcome("error", detail=detail, cause=ErrorCause.of(exc))
         return outcome
 
     async def _finish(
@@ -333,6 +367,7 @@ class RLM:
             run_id=state.run_id,
             stop_reason=outcome.stop_reason,
             stop_detail=outcome.detail,
+            cause=outcome.cause,
             iterations=loop.iterations,
             usage=budget.usage,
             usage_by_model=dict(budget.usage_by_model),
