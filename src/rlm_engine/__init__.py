@@ -13,7 +13,11 @@ if TYPE_CHECKING:
     from rlm_engine.engine.result import RunResult
     from rlm_engine.engine.rlm import RLM
 
-__all__ = ["RLM", "RunResult"]
+__all__ = ["RLM", "RunResult", "__version__"]
+
+# Kept equal to pyproject's version (a test checks): runs record it, and reading it here
+# costs nothing where a package-metadata lookup takes tens of milliseconds.
+__version__ = "0.1.0"
 
 _LAZY = {
     "RLM": "rlm_engine.engine.rlm",

@@ -2,23 +2,18 @@
 
 from __future__ import annotations
 
-import getpass
 import json
-import os
-import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
-from cli_support import cli, cli_env, is_root, turn
+from cli_support import cli, cli_env, is_root, kill_once_attempted, turn
 
 from rlm_engine.sim.config import SimConfig
 from rlm_engine.sim.policies import CallablePolicy, message_text
 from rlm_engine.sim.runner import SimServerThread
 from rlm_engine.store.factory import open_store
-from rlm_engine.store.records import MemoryScope
 
 # The first attempt hangs in the cell after its sub-call; host-side memory (which outlives
 # the process) tells the resumed attempt not to. Nothing the cell prints depends on it.
@@ -63,20 +58,7 @@ def ask_and_kill_in_the_cell(ctx: Path, env: dict[str, str], home: Path) -> None
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
     )
-    # The cell sets `attempted` in the stored memory after its sub-call came back, and
-    # the host journals a sub-call before the cell sees its answer.
-    scope = MemoryScope.user(getpass.getuser())
-    store = open_store(None, home)
-    try:
-        deadline = time.monotonic() + 90
-        while store.memory_get(scope, "attempted") is None:
-            assert proc.poll() is None, proc.communicate()[1].decode()
-            assert time.monotonic() < deadline, "the run never reached its sleep"
-            time.sleep(0.05)
-    finally:
-        store.close()
-    os.kill(proc.pid, signal.SIGKILL)
-    proc.wait(timeout=10)
+    kill_once_attempted(proc, home)
 
 
 def test_kill_9_during_a_cell_then_resume_repeats_no_answered_request(tmp_path: Path) -> None:

@@ -132,7 +132,8 @@ def test_claim_run_for_resume(store: SqlStore) -> None:
     store.finish_run("run-1", status="completed", stop_reason="final")
     with pytest.raises(RunNotResumableError, match="completed"):
         store.claim_run("run-1")
-    assert store.claim_run("run-1", statuses=("completed",)).attempt == 3
+    with pytest.raises(RunNotResumableError, match="never resumed"):
+        store.claim_run("run-1", statuses=("completed",))  # not even when asked for
     with pytest.raises(RunNotFoundError):
         store.claim_run("missing")
 

@@ -53,7 +53,8 @@ class BlobNotFoundError(NotFoundError):
 
 
 class RunNotResumableError(StoreError):
-    """A run cannot be claimed for resume (it finished, or another process owns it)."""
+    """A run cannot be claimed for resume: it completed, failed for a reason a resume would
+    meet again, or another process owns it. `hint` says what to do instead."""
 
 
 class JournalConflictError(StoreError):

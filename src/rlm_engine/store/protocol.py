@@ -23,7 +23,9 @@ a resumed run asks for the same keys as the crashed one):
   "executing" is the one a crash interrupted: `begin_cell` it again and run it.
 - runs: `create_run` on start; `heartbeat` periodically (other hosts judge liveness by it);
   `finish_run` at the end. `mark_interrupted_runs()` turns runs whose process is gone into
-  "interrupted"; `claim_run(run_id)` makes this process the owner of such a run for resume.
+  "interrupted"; `claim_run(run_id)` makes this process the owner of such a run (or of one
+  that failed for a reason that can pass) for resume, `abandon_attempt` hands it back as it
+  was if the attempt fails. `run_rules` has the statuses and transitions.
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ from typing import TYPE_CHECKING, Any, Literal, Protocol, runtime_checkable
 from rlm_engine.store.blobs import BlobStore
 from rlm_engine.store.group_commit import GroupCommitWriter
 from rlm_engine.store.records import (
+    RESUMABLE_STATUSES,
     CachedResponse,
     CacheStats,
     Cell,
@@ -106,8 +109,17 @@ class Store(Protocol):
         answer: str | None = None,
         detail: str | None = None,
         totals: RunTotals | None = None,
+        failure_kind: str | None = None,
     ) -> Run:
-        """Put a run in a terminal state ("completed" / "failed", or "interrupted")."""
+        """Put a run in a terminal state ("completed" / "failed", or "interrupted");
+        `failure_kind` (`run_rules.FailureKind`) says why a failed run failed and decides
+        whether it can be resumed. Completing a run clears its `last_error`."""
+        ...
+
+    def abandon_attempt(self, run_id: str, *, previous: Run, error: str) -> Run:
+        """Put a claimed run back as `previous` (the run before `claim_run`: its status, stop
+        reason, detail and failure kind), with `error` as its `last_error`: a resume attempt
+        that failed leaves the run as resumable as it was."""
         ...
 
     def heartbeat(self, run_id: str) -> None:
@@ -123,11 +135,14 @@ class Store(Protocol):
         """
         ...
 
-    def claim_run(self, run_id: str, *, statuses: Collection[RunStatus] = ("interrupted",)) -> Run:
+    def claim_run(
+        self, run_id: str, *, statuses: Collection[RunStatus] = RESUMABLE_STATUSES
+    ) -> Run:
         """Make this process the owner of a run for resume: status back to "running",
         `attempt` + 1. A "running" run whose owner on this host is dead counts as
-        interrupted. Raises `RunNotFoundError` or `RunNotResumableError` (e.g. completed,
-        or still owned by a live process: two resumers can never both win).
+        interrupted. Raises `RunNotFoundError` or `RunNotResumableError` (with a hint) for
+        a completed run, a run failed for a permanent reason (`run_rules`), or one still
+        owned by a live process: two resumers can never both win.
         """
         ...
 

@@ -17,6 +17,9 @@ CellStatus = Literal["pending", "executing", "completed", "failed", "blocked"]
 ScopeKind = Literal["session", "user"]
 
 TERMINAL_RUN_STATUSES: frozenset[RunStatus] = frozenset({"completed", "failed"})
+# What a resume may claim; a failed run only if it failed for a reason that can pass
+# (`run_rules.resume_refusal`).
+RESUMABLE_STATUSES: tuple[RunStatus, ...] = ("interrupted", "failed")
 TERMINAL_NODE_STATUSES: frozenset[NodeStatus] = frozenset({"completed", "failed"})
 TERMINAL_CELL_STATUSES: frozenset[CellStatus] = frozenset({"completed", "failed", "blocked"})
 # Node kinds whose result comes from a model: these are what `find_model_call` returns.
@@ -46,6 +49,9 @@ class RunTotals:
     cost_usd: float | None = None
     sub_calls: int = 0
     iterations: int = 0
+    from_journal: bool = False
+    """True when summed from the run's journaled model calls (a run that did not finish
+    normally records none of its own): unfinished calls are not in them."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,11 +66,17 @@ class NewRun:
     session: str | None = None
     context_hash: str | None = None
     created_at: float | None = None
+    engine_version: str | None = None
+    settings_version: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
 class Run:
-    """One run as stored. `owner_*` name the process that runs (or last ran) it."""
+    """One run as stored. `owner_*` name the process that runs (or last ran) it.
+
+    `failure_kind` says why a failed run failed (`run_rules.FailureKind`), `last_error` what
+    stopped the last resume attempt that left the run as it was; `engine_version` and
+    `settings_version` what recorded it (None: recorded before they were kept)."""
 
     run_id: str
     session: str | None
@@ -86,6 +98,10 @@ class Run:
     owner_pid: int | None
     attempt: int
     last_event_seq: int
+    engine_version: str | None = None
+    settings_version: int | None = None
+    failure_kind: str | None = None
+    last_error: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

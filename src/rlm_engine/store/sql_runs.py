@@ -11,20 +11,24 @@ from sqlalchemy.exc import IntegrityError
 from rlm_engine.store.errors import JournalConflictError, RunNotFoundError, RunNotResumableError
 from rlm_engine.store.owner import owner_is_alive
 from rlm_engine.store.records import NewRun, Run, RunStatus, RunTotals
+from rlm_engine.store.run_rules import INTERRUPTED_DETAIL, resume_refusal
 from rlm_engine.store.sql_base import SqlDb
+from rlm_engine.store.sql_run_totals import journal_totals, with_journal_totals
 from rlm_engine.store.sql_sessions import ensure_session
 from rlm_engine.store.tables import cells, events, nodes, runs, sessions
 
 
 def to_run(row: RowMapping) -> Run:
-    totals = RunTotals(
-        input_tokens=row["input_tokens"],
-        output_tokens=row["output_tokens"],
-        cached_tokens=row["cached_tokens"],
-        cost_usd=row["cost_usd"],
-        sub_calls=row["sub_calls"],
-        iterations=row["iterations"],
-    )
+    totals = journal_totals(row)
+    if totals is None:
+        totals = RunTotals(
+            input_tokens=row["input_tokens"],
+            output_tokens=row["output_tokens"],
+            cached_tokens=row["cached_tokens"],
+            cost_usd=row["cost_usd"],
+            sub_calls=row["sub_calls"],
+            iterations=row["iterations"],
+        )
     return Run(
         run_id=row["run_id"],
         session=row["session"],
@@ -46,6 +50,10 @@ def to_run(row: RowMapping) -> Run:
         owner_pid=row["owner_pid"],
         attempt=row["attempt"],
         last_event_seq=row["last_event_seq"],
+        engine_version=row["engine_version"],
+        settings_version=row["settings_version"],
+        failure_kind=row["failure_kind"],
+        last_error=row["last_error"],
     )
 
 
@@ -82,6 +90,8 @@ def create_run(db: SqlDb, new: NewRun) -> Run:
         "settings": dict(new.settings),
         "status": "running",
         "context_hash": new.context_hash,
+        "engine_version": new.engine_version,
+        "settings_version": new.settings_version,
         "created_at": created,
         "updated_at": now,
         "attempt": 1,
@@ -102,8 +112,13 @@ def create_run(db: SqlDb, new: NewRun) -> Run:
         raise JournalConflictError(f"a run with id {new.run_id!r} already exists") from None
 
 
-def select_run(run_id: str) -> Select[*tuple[Any, ...]]:
+def _select_row(run_id: str) -> Select[*tuple[Any, ...]]:
     return select(runs).where(runs.c.run_id == run_id)
+
+
+def select_run(run_id: str) -> Select[*tuple[Any, ...]]:
+    """The run's row, with the totals of its journal for `to_run` (one statement)."""
+    return with_journal_totals(_select_row(run_id), newest_first=False)
 
 
 def get_run(db: SqlDb, run_id: str) -> Run | None:
@@ -119,7 +134,8 @@ def list_runs(db: SqlDb, limit: int, status: RunStatus | None, session: str | No
     if session is not None:
         query = query.where(runs.c.session == session)
     with db.read() as conn:
-        return [to_run(row) for row in conn.execute(query).mappings()]
+        rows = conn.execute(with_journal_totals(query, newest_first=True)).mappings()
+        return [to_run(row) for row in rows]
 
 
 def _update_run(db: SqlDb, run_id: str, values: dict[str, Any]) -> Run:
@@ -138,6 +154,7 @@ def finish_run(
     answer: str | None,
     detail: str | None,
     totals: RunTotals | None,
+    failure_kind: str | None = None,
 ) -> Run:
     now = db.now()
     values: dict[str, Any] = {
@@ -145,11 +162,29 @@ def finish_run(
         "stop_reason": stop_reason,
         "answer": answer,
         "detail": detail,
+        "failure_kind": failure_kind if status == "failed" else None,
         "finished_at": now,
         "updated_at": now,
     }
+    if status == "completed":
+        values["last_error"] = None  # what stopped an earlier attempt no longer matters
     if totals is not None:
         values.update(_totals(totals))
+    return _update_run(db, run_id, values)
+
+
+def abandon_attempt(db: SqlDb, run_id: str, previous: Run, error: str) -> Run:
+    """Put a run back as it was before a resume attempt that failed, keeping its error."""
+    now = db.now()
+    values: dict[str, Any] = {
+        "status": previous.status,
+        "stop_reason": previous.stop_reason,
+        "detail": previous.detail,
+        "failure_kind": previous.failure_kind,
+        "last_error": error,
+        "finished_at": previous.finished_at if previous.finished_at is not None else now,
+        "updated_at": now,
+    }
     return _update_run(db, run_id, values)
 
 
@@ -203,7 +238,7 @@ def mark_interrupted(db: SqlDb, stale_after_s: float) -> list[str]:
                 .values(
                     status="interrupted",
                     stop_reason="interrupted",
-                    detail="the process running it stopped before the run finished",
+                    detail=INTERRUPTED_DETAIL,
                     finished_at=now,
                     updated_at=now,
                 )
@@ -213,22 +248,33 @@ def mark_interrupted(db: SqlDb, stale_after_s: float) -> list[str]:
     return marked
 
 
+def _refuse(row: RowMapping, statuses: Collection[RunStatus], orphaned: bool) -> None:
+    run_id: str = row["run_id"]
+    status: str = row["status"]
+    refusal = resume_refusal(run_id, status, row["failure_kind"])
+    if refusal is not None:
+        raise RunNotResumableError(refusal[0], hint=refusal[1])
+    if status == "running" and not orphaned:
+        raise RunNotResumableError(
+            f"run {run_id!r} is running (pid {row['owner_pid']} on {row['owner_host']})",
+            hint="wait for it to finish, or stop that process and resume the run then",
+        )
+    if status not in statuses and not ("interrupted" in statuses and orphaned):
+        raise RunNotResumableError(
+            f"run {run_id!r} is {status}; only runs that are "
+            f"{' or '.join(sorted(statuses))} can be claimed here"
+        )
+
+
 def claim_run(db: SqlDb, run_id: str, statuses: Collection[RunStatus]) -> Run:
     now = db.now()
     with db.write() as conn:
-        row = conn.execute(select_run(run_id).with_for_update()).mappings().first()
+        # The plain row: Postgres locks no outer-joined aggregate FOR UPDATE.
+        row = conn.execute(_select_row(run_id).with_for_update()).mappings().first()
         if row is None:
             raise RunNotFoundError(run_id)
-        status: str = row["status"]
-        orphaned = status == "running" and _owner_gone(row, now, float("inf"))
-        if status not in statuses and not ("interrupted" in statuses and orphaned):
-            owner = (
-                f" (pid {row['owner_pid']} on {row['owner_host']})" if status == "running" else ""
-            )
-            raise RunNotResumableError(
-                f"run {run_id!r} is {status}{owner}; only runs that are "
-                f"{' or '.join(sorted(statuses))} can be resumed"
-            )
+        orphaned = row["status"] == "running" and _owner_gone(row, now, float("inf"))
+        _refuse(row, statuses, orphaned)
         conn.execute(
             update(runs)
             .where(runs.c.run_id == run_id)
@@ -236,6 +282,7 @@ def claim_run(db: SqlDb, run_id: str, statuses: Collection[RunStatus]) -> Run:
                 status="running",
                 stop_reason=None,
                 detail=None,
+                failure_kind=None,
                 finished_at=None,
                 updated_at=now,
                 attempt=runs.c.attempt + 1,

@@ -17,6 +17,7 @@ from rlm_engine.store.errors import RunNotFoundError
 from rlm_engine.store.group_commit import EVENTS_SLICE, GroupCommitWriter
 from rlm_engine.store.protocol import Store
 from rlm_engine.store.records import (
+    RESUMABLE_STATUSES,
     CachedResponse,
     CacheStats,
     Cell,
@@ -151,8 +152,14 @@ class SqlStore(Store):
         answer: str | None = None,
         detail: str | None = None,
         totals: RunTotals | None = None,
+        failure_kind: str | None = None,
     ) -> Run:
-        return sql_runs.finish_run(self._db, run_id, status, stop_reason, answer, detail, totals)
+        return sql_runs.finish_run(
+            self._db, run_id, status, stop_reason, answer, detail, totals, failure_kind
+        )
+
+    def abandon_attempt(self, run_id: str, *, previous: Run, error: str) -> Run:
+        return sql_runs.abandon_attempt(self._db, run_id, previous, error)
 
     def heartbeat(self, run_id: str) -> None:
         sql_runs.heartbeat(self._db, run_id)
@@ -160,7 +167,9 @@ class SqlStore(Store):
     def mark_interrupted_runs(self, *, stale_after_s: float = 120.0) -> list[str]:
         return sql_runs.mark_interrupted(self._db, stale_after_s)
 
-    def claim_run(self, run_id: str, *, statuses: Collection[RunStatus] = ("interrupted",)) -> Run:
+    def claim_run(
+        self, run_id: str, *, statuses: Collection[RunStatus] = RESUMABLE_STATUSES
+    ) -> Run:
         return sql_runs.claim_run(self._db, run_id, statuses)
 
     def delete_run(self, run_id: str) -> bool:

@@ -64,6 +64,13 @@ runs = Table(
     Column("attempt", Integer, nullable=False),
     # The last event sequence number handed out; appends bump it under a row lock.
     Column("last_event_seq", Integer, nullable=False),
+    # What recorded it: a resume under another engine or settings shape is warned or refused.
+    Column("engine_version", String(50)),
+    Column("settings_version", Integer),
+    # Why it failed (`store.run_rules.FailureKind`): decides whether it can be resumed.
+    Column("failure_kind", String(30)),
+    # The error of the last resume attempt that failed and left the run as it was.
+    Column("last_error", Text),
     Index("ix_runs_created_at", "created_at"),
     Index("ix_runs_status", "status"),
     Index("ix_runs_session", "session"),
