@@ -39,19 +39,28 @@ class RLMConfig:
     sub_settings: ModelSettings = ModelSettings()
 
     def __post_init__(self) -> None:
-        checks = {
-            "max_iterations": self.max_iterations >= 1,
-            "max_depth": self.max_depth >= 1,
-            "max_concurrency": self.max_concurrency >= 1,
-            "max_child_concurrency": self.max_child_concurrency >= 1,
-            "max_output_chars": self.max_output_chars >= 200,
-            "cell_timeout_s": self.cell_timeout_s > 0,
-            "capsule_share": 0 < self.capsule_share <= 1,
+        # keyword -> (allowed, the range as the message states it)
+        checks: dict[str, tuple[bool, str]] = {
+            "max_iterations": (self.max_iterations >= 1, ">= 1"),
+            "max_depth": (self.max_depth >= 1, ">= 1"),
+            "max_sub_calls": (self.max_sub_calls is None or self.max_sub_calls >= 0, ">= 0"),
+            "max_concurrency": (self.max_concurrency >= 1, ">= 1"),
+            "max_child_concurrency": (self.max_child_concurrency >= 1, ">= 1"),
+            "max_tokens": (self.max_tokens is None or self.max_tokens >= 1, ">= 1"),
+            "max_cost_usd": (self.max_cost_usd is None or self.max_cost_usd > 0, "> 0"),
+            "max_seconds": (self.max_seconds is None or self.max_seconds > 0, "> 0"),
+            "max_output_chars": (self.max_output_chars >= 200, ">= 200"),
+            "cell_timeout_s": (self.cell_timeout_s > 0, "> 0"),
+            "capsule_share": (0 < self.capsule_share <= 1, "in (0, 1]"),
         }
-        bad = [name for name, ok in checks.items() if not ok]
+        bad = [
+            f"{name} must be {allowed}, got {getattr(self, name)!r}"
+            for name, (ok, allowed) in checks.items()
+            if not ok
+        ]
         if bad:
-            raise ConfigurationError(
-                f"invalid RLM settings: {', '.join(bad)} (see RLMConfig for allowed ranges)"
-            )
+            raise ConfigurationError(f"invalid RLM settings: {'; '.join(bad)}")
         if self.output_mode not in ("truncate", "digest"):
-            raise ConfigurationError("output_mode must be 'truncate' or 'digest'")
+            raise ConfigurationError(
+                f"output_mode must be 'truncate' or 'digest', got {self.output_mode!r}"
+            )

@@ -16,7 +16,7 @@ import stat
 from collections.abc import Mapping, Sequence
 from contextvars import ContextVar
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PosixPath
 from typing import Any, cast
 
 from rlm_engine.errors import ContextError
@@ -36,6 +36,40 @@ class StagingPolicy:
 
     link: bool = True
     shared: bool = False
+
+
+class ContextFile(PosixPath):
+    """A context path with how to read it: its text ``encoding`` (UTF-8 when None), or
+    ``as_bytes`` for a binary file (the ``context`` is then ``bytes``; for a directory,
+    ``Corpus.read_bytes`` reads its binary files). A `Path` everywhere else, so pinning
+    and listing treat it as one; paths derived from it are plain."""
+
+    encoding: str | None = None
+    as_bytes: bool = False
+
+    @classmethod
+    def of(
+        cls, path: str | os.PathLike[str], *, encoding: str | None = None, as_bytes: bool = False
+    ) -> ContextFile:
+        made = cls(path)
+        made.encoding = encoding
+        made.as_bytes = as_bytes
+        return made
+
+
+def read_options(value: object) -> dict[str, Any]:
+    """The spec fields a `ContextFile` adds (none for a plain path)."""
+    if not isinstance(value, ContextFile):
+        return {}
+    if value.as_bytes and not value.is_dir():
+        return {"kind": "bytes"}
+    return {} if value.encoding is None else {"encoding": value.encoding}
+
+
+def item_encoding(value: object) -> str | None:
+    """One file of a list context: ``"bytes"``, its encoding, or None for UTF-8."""
+    options = read_options(value)
+    return "bytes" if options.get("kind") == "bytes" else options.get("encoding")
 
 
 _DEFAULT_POLICY = StagingPolicy()
@@ -115,16 +149,17 @@ def _write_json(target: Path, value: object) -> Path:
     return _write_text(target, text)
 
 
-def _stage_path(path: Path, target_dir: Path) -> ContextSpec:
+def _stage_path(path: Path, target_dir: Path, options: dict[str, Any]) -> ContextSpec:
     source = _existing(path)
     if source.is_dir():
         root = target_dir / (source.name or "corpus")
-        return {"kind": "corpus", "root": str(root), "files": _stage_tree(source, root)}
+        spec = {"kind": "corpus", "root": str(root), "files": _stage_tree(source, root)}
+        return spec | options
     if not source.is_file():
         raise ContextError(f"context path {str(path)!r} is neither a file nor a directory")
     staged = _stage_file(source, target_dir)
     kind = "json" if source.suffix.lower() == ".json" else "text"
-    return {"kind": kind, "path": str(staged), "files": 1}
+    return {"kind": kind, "path": str(staged), "files": 1} | options
 
 
 def _stage_sequence(items: Sequence[object], target_dir: Path) -> ContextSpec:
@@ -132,8 +167,10 @@ def _stage_sequence(items: Sequence[object], target_dir: Path) -> ContextSpec:
         # One JSON file for many strings: thousands of tiny files would be slow.
         return {"kind": "json", "path": str(_write_json(target_dir / "context.json", items))}
     paths: list[str] = []
+    encodings: list[str | None] = []
     files = 0
     for index, item in enumerate(items):
+        encodings.append(item_encoding(item))
         if isinstance(item, str):
             paths.append(str(_write_text(target_dir / f"{index:05d}.txt", item)))
         elif isinstance(item, os.PathLike):
@@ -148,7 +185,10 @@ def _stage_sequence(items: Sequence[object], target_dir: Path) -> ContextSpec:
             raise ContextError(
                 f"a list context may hold str and paths only, not {type(item).__name__}"
             )
-    return {"kind": "texts", "paths": paths, "files": files}
+    spec: ContextSpec = {"kind": "texts", "paths": paths, "files": files}
+    if any(encodings):
+        spec["encodings"] = encodings
+    return spec
 
 
 def stage_context(
@@ -174,7 +214,12 @@ def stage_context(
         for folder, _, _ in os.walk(target_dir):
             os.chmod(folder, 0o755)
     kind = spec.get("kind")
-    if lazy_over_bytes > 0 and kind == "text" and os.path.getsize(spec["path"]) >= lazy_over_bytes:
+    if (
+        lazy_over_bytes > 0
+        and kind == "text"
+        and "encoding" not in spec  # a mapped text is read as UTF-8
+        and os.path.getsize(spec["path"]) >= lazy_over_bytes
+    ):
         spec["lazy"] = True
     return spec
 
@@ -186,7 +231,8 @@ def _stage(value: ContextValue | object, target_dir: Path) -> ContextSpec:
     if isinstance(value, str):
         return {"kind": "text", "path": str(_write_text(target_dir / "context.txt", value))}
     if isinstance(value, os.PathLike):
-        return _stage_path(Path(cast(os.PathLike[str], value)), target_dir)
+        options = read_options(cast(object, value))
+        return _stage_path(Path(cast(os.PathLike[str], value)), target_dir, options)
     if isinstance(value, Mapping):
         mapping = dict(cast(Mapping[str, Any], value))
         return {"kind": "json", "path": str(_write_json(target_dir / "context.json", mapping))}

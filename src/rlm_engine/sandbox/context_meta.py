@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any, cast
 
 from rlm_engine.sandbox.base import ContextMeta, ContextValue
-from rlm_engine.sandbox.context import StagingPolicy, stage_context
+from rlm_engine.sandbox.context import StagingPolicy, read_options, stage_context
 from rlm_engine.sandbox.host_protocol import parse_context_meta
 from rlm_engine.sandbox.worker_context import ContextLoadError, load_context
 
@@ -59,7 +59,8 @@ def _file_spec(value: ContextValue, lazy_over_bytes: int) -> dict[str, Any] | No
     if not path.is_file():
         return None
     kind = "json" if path.suffix.lower() == ".json" else "text"
-    spec: dict[str, Any] = {"kind": kind, "path": str(path), "files": 1}
-    if kind == "text" and lazy_over_bytes > 0 and path.stat().st_size >= lazy_over_bytes:
+    spec: dict[str, Any] = {"kind": kind, "path": str(path), "files": 1} | read_options(value)
+    lazy = spec["kind"] == "text" and "encoding" not in spec  # a mapped text is UTF-8
+    if lazy and lazy_over_bytes > 0 and path.stat().st_size >= lazy_over_bytes:
         spec["lazy"] = True
     return spec

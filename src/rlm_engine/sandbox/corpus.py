@@ -37,8 +37,9 @@ class Corpus:
     ``len(corpus)`` is the number of files and iterating yields their relative paths.
     """
 
-    def __init__(self, root: str | os.PathLike[str]) -> None:
+    def __init__(self, root: str | os.PathLike[str], *, encoding: str = "utf-8") -> None:
         self._root: str = os.path.abspath(os.fspath(root))
+        self._encoding = encoding
         if not os.path.isdir(self._root):
             raise NotADirectoryError(f"corpus root {self._root!r} is not a directory")
         self._sizes = _walk(self._root)
@@ -66,11 +67,20 @@ class Corpus:
         return sum(self._sizes.values())
 
     def read(self, path: str) -> str:
-        """The text of one file (invalid UTF-8 bytes become U+FFFD)."""
+        """The text of one file (bytes invalid in the corpus's encoding, UTF-8 unless
+        given, become U+FFFD)."""
         self._check(path)
-        full = os.path.join(self._root, *path.split("/"))
-        with open(full, encoding="utf-8", errors="replace", newline="") as handle:
+        with open(self._full(path), encoding=self._encoding, errors="replace", newline="") as f:
+            return f.read()
+
+    def read_bytes(self, path: str) -> bytes:
+        """The raw bytes of one file (for binary files)."""
+        self._check(path)
+        with open(self._full(path), "rb") as handle:
             return handle.read()
+
+    def _full(self, path: str) -> str:
+        return os.path.join(self._root, *path.split("/"))
 
     def grep(
         self, pattern: str | re.Pattern[str], *, flags: int = 0, max_hits: int = 1000

@@ -21,9 +21,9 @@ class ContextLoadError(Exception):
     """The staged context could not be read; the message names the file."""
 
 
-def _read_text(path: str) -> str:
+def _read_text(path: str, encoding: str = "utf-8") -> str:
     try:
-        with open(path, encoding="utf-8", errors="replace", newline="") as handle:
+        with open(path, encoding=encoding, errors="replace", newline="") as handle:
             return handle.read()
     except OSError as exc:
         raise ContextLoadError(f"cannot read context file {path!r}: {exc.strerror}") from None
@@ -69,9 +69,25 @@ def _element_length(item: Any) -> int:
     return len(json.dumps(item, ensure_ascii=False))
 
 
+def _encoding(spec: dict[str, Any]) -> str:
+    return str(spec.get("encoding") or "utf-8")
+
+
+def _load_bytes(spec: dict[str, Any]) -> tuple[Any, dict[str, Any]]:
+    path = str(spec["path"])
+    try:
+        with open(path, "rb") as handle:
+            data = handle.read()
+    except OSError as exc:
+        raise ContextLoadError(f"cannot read context file {path!r}: {exc.strerror}") from None
+    return data, _meta(
+        "bytes", len(data), preview=repr(data[:PREVIEW_CHARS]), files=1, size_unit="bytes"
+    )
+
+
 def _load_json(spec: dict[str, Any]) -> tuple[Any, dict[str, Any]]:
     path = str(spec["path"])
-    raw = _read_text(path)
+    raw = _read_text(path, _encoding(spec))
     try:
         value = json.loads(raw)
     except ValueError as exc:
@@ -105,7 +121,13 @@ def _load_json(spec: dict[str, Any]) -> tuple[Any, dict[str, Any]]:
 
 
 def _load_texts(spec: dict[str, Any]) -> tuple[Any, dict[str, Any]]:
-    texts = [_read_text(str(path)) for path in spec["paths"]]
+    encodings: list[str | None] = list(spec.get("encodings") or [None] * len(spec["paths"]))
+    texts: list[Any] = []
+    for path, encoding in zip(spec["paths"], encodings, strict=True):
+        if encoding == "bytes":
+            texts.append(_load_bytes({"path": path})[0])
+        else:
+            texts.append(_read_text(str(path), encoding or "utf-8"))
     return texts, _meta(
         "list",
         sum(len(text) for text in texts),
@@ -117,7 +139,7 @@ def _load_texts(spec: dict[str, Any]) -> tuple[Any, dict[str, Any]]:
 
 
 def _load_corpus(spec: dict[str, Any]) -> tuple[Any, dict[str, Any]]:
-    corpus = Corpus(str(spec["root"]))
+    corpus = Corpus(str(spec["root"]), encoding=_encoding(spec))
     paths = corpus.files()
     sizes = [corpus.size(path) for path in paths[:MAX_CHUNK_LENGTHS]]
     return corpus, _meta(
@@ -134,8 +156,10 @@ def _load_corpus(spec: dict[str, Any]) -> tuple[Any, dict[str, Any]]:
 def load_context(spec: dict[str, Any]) -> tuple[Any, dict[str, Any]]:
     """Load the value a staged ``spec`` describes; return it with its metadata.
 
-    Spec kinds: ``none``; ``text`` (one file -> ``str``); ``json`` (a JSON file -> its
-    value); ``texts`` (several files -> ``list[str]``); ``corpus`` (a directory).
+    Spec kinds: ``none``; ``text`` (one file -> ``str``); ``bytes`` (one file ->
+    ``bytes``); ``json`` (a JSON file -> its value); ``texts`` (several files -> a list of
+    ``str``, or ``bytes`` where ``encodings`` says so); ``corpus`` (a directory). Text is
+    decoded as the spec's ``encoding`` (UTF-8 by default), invalid bytes replaced.
     """
     kind = spec.get("kind")
     if kind == "none":
@@ -146,11 +170,13 @@ def load_context(spec: dict[str, Any]) -> tuple[Any, dict[str, Any]]:
         except OSError as exc:
             raise ContextLoadError(f"cannot map context file {spec['path']!r}: {exc}") from None
         return large, _meta(
-            "LargeText", len(large), preview=large[:PREVIEW_CHARS], files=1, size_unit="bytes"
+            "LargeText", large.nbytes, preview=large[:PREVIEW_CHARS], files=1, size_unit="bytes"
         )
     if kind == "text":
-        text = _read_text(str(spec["path"]))
+        text = _read_text(str(spec["path"]), _encoding(spec))
         return text, _meta("str", len(text), preview=text, files=int(spec.get("files", 0)))
+    if kind == "bytes":
+        return _load_bytes(spec)
     if kind == "json":
         return _load_json(spec)
     if kind == "texts":

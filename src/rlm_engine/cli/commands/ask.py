@@ -7,6 +7,14 @@ import os
 from typing import Any
 
 from rlm_engine.cli.commands import handler, prefetch
+from rlm_engine.cli.commands.flags import (
+    encoding_name,
+    env_var_name,
+    http_url,
+    int_at_least,
+    positive_float,
+    temperature,
+)
 
 # Providers whose adapters call through their own SDK; every other one (OpenAI and the
 # OpenAI-compatible servers, the simulator) sends its requests with aiohttp.
@@ -26,38 +34,152 @@ def run_ask(args: argparse.Namespace) -> int:
 
 def register(subparsers: Any) -> None:
     p: argparse.ArgumentParser = subparsers.add_parser(
-        "ask", help="answer a question over a context"
+        "ask",
+        help="answer a question over a context",
+        description="Answer a question over one or more context files or directories. "
+        "Contexts are checked before the run starts: bad JSON, empty, binary and "
+        "undecodable files are reported with their path and what to do.",
     )
-    p.add_argument("question")
-    p.add_argument(
+    p.add_argument("question", help="the question to answer")
+    context = p.add_argument_group("context")
+    context.add_argument(
         "--context",
         action="append",
         default=[],
         metavar="PATH",
-        help="file or directory; repeat for several",
+        help="file or directory; '-' reads it from stdin; repeat for several",
     )
-    p.add_argument("--model", help="root model, provider/model (default: RLM_MODEL or discovered)")
-    p.add_argument("--sub-model", help="model for sub-calls (default: RLM_SUB_MODEL or --model)")
-    p.add_argument("--max-iterations", type=int, default=30)
-    p.add_argument("--max-depth", type=int, default=1)
-    p.add_argument("--max-concurrency", type=int, default=32)
-    p.add_argument("--max-sub-calls", type=int)
-    p.add_argument("--budget-usd", type=float, help="stop when this much has been spent")
-    p.add_argument("--max-seconds", type=float)
-    p.add_argument("--cell-timeout", type=float, default=120.0)
-    p.add_argument("--output-mode", choices=["truncate", "digest"], default="truncate")
-    p.add_argument(
+    context.add_argument(
+        "--binary",
+        choices=["refuse", "bytes"],
+        default="refuse",
+        help="binary context files: refuse them, or load them as bytes",
+    )
+    context.add_argument(
+        "--encoding",
+        type=encoding_name("--encoding"),
+        metavar="NAME",
+        help="text encoding of the context files (default: UTF-8; invalid bytes are "
+        "replaced, with a warning)",
+    )
+    models = p.add_argument_group("models")
+    models.add_argument(
+        "--model", help="root model, provider/model (default: RLM_MODEL or discovered)"
+    )
+    models.add_argument(
+        "--sub-model", help="model for sub-calls (default: RLM_SUB_MODEL or --model)"
+    )
+    models.add_argument(
         "--fallback-model",
         action="append",
         default=[],
         metavar="M",
         help="used in order when a model fails for good (repeatable; every role)",
     )
-    p.add_argument(
-        "--sub-temperature",
-        type=float,
+    models.add_argument(
+        "--base-url",
+        type=http_url("--base-url"),
+        metavar="URL",
+        help="endpoint of the root model's provider (default: its *_BASE_URL variable, "
+        "e.g. OPENAI_BASE_URL); used by every model of that provider",
+    )
+    models.add_argument(
+        "--api-key-env",
+        type=env_var_name("--api-key-env"),
+        metavar="NAME",
+        help="NAME of the environment variable holding the API key of the root model's "
+        "provider (default: its own, e.g. OPENAI_API_KEY); the key is never stored",
+    )
+    models.add_argument(
+        "--temperature",
+        type=temperature("--temperature"),
         metavar="T",
-        help="sampling temperature of sub-calls (default: the provider's)",
+        help="sampling temperature of the root model, 0 to 2 (default: the provider's)",
+    )
+    models.add_argument(
+        "--max-output-tokens",
+        type=int_at_least("--max-output-tokens", 1),
+        metavar="N",
+        help="longest reply of the root model, in tokens (default: the provider's)",
+    )
+    models.add_argument(
+        "--sub-temperature",
+        type=temperature("--sub-temperature"),
+        metavar="T",
+        help="sampling temperature of sub-calls, 0 to 2 (default: the provider's)",
+    )
+    models.add_argument(
+        "--sub-max-output-tokens",
+        type=int_at_least("--sub-max-output-tokens", 1),
+        metavar="N",
+        help="longest reply of a sub-call, in tokens (default: the provider's)",
+    )
+    limits = p.add_argument_group("limits")
+    limits.add_argument(
+        "--max-iterations",
+        type=int_at_least("--max-iterations", 1),
+        default=30,
+        metavar="N",
+        help="root turns before the run stops without an answer",
+    )
+    limits.add_argument(
+        "--max-depth",
+        type=int_at_least("--max-depth", 1),
+        default=1,
+        metavar="N",
+        help="1: sub-calls are plain model calls; 2 or more: rlm_query starts child RLMs",
+    )
+    limits.add_argument(
+        "--max-concurrency",
+        type=int_at_least("--max-concurrency", 1),
+        default=32,
+        metavar="N",
+        help="sub-calls in flight at once",
+    )
+    limits.add_argument(
+        "--max-sub-calls",
+        type=int_at_least("--max-sub-calls", 0),
+        metavar="N",
+        help="stop after this many sub-calls; 0 allows none (default: no limit)",
+    )
+    limits.add_argument(
+        "--max-tokens",
+        type=int_at_least("--max-tokens", 1),
+        metavar="N",
+        help="stop when this many tokens (input and output, every call) are used "
+        "(default: no limit)",
+    )
+    limits.add_argument(
+        "--budget-usd",
+        type=positive_float("--budget-usd"),
+        metavar="USD",
+        help="stop when this much has been spent (default: no limit)",
+    )
+    limits.add_argument(
+        "--max-seconds",
+        type=positive_float("--max-seconds"),
+        metavar="S",
+        help="stop after this many seconds (default: no limit)",
+    )
+    limits.add_argument(
+        "--cell-timeout",
+        type=positive_float("--cell-timeout"),
+        default=120.0,
+        metavar="S",
+        help="seconds one REPL cell may run",
+    )
+    limits.add_argument(
+        "--max-output-chars",
+        type=int_at_least("--max-output-chars", 200),
+        default=20_000,
+        metavar="N",
+        help="characters of a cell's output shown to the root model",
+    )
+    limits.add_argument(
+        "--output-mode",
+        choices=["truncate", "digest"],
+        default="truncate",
+        help="long cell output: cut it, or have the sub-model digest it",
     )
     p.add_argument(
         "--response-cache",

@@ -6,6 +6,7 @@ import argparse
 from typing import Any
 
 from rlm_engine.cli.commands import handler
+from rlm_engine.cli.commands.flags import positive_float
 
 
 def register(subparsers: Any) -> None:
@@ -14,15 +15,15 @@ def register(subparsers: Any) -> None:
     )
     sub = p.add_subparsers(dest="cache_command", metavar="ACTION", required=True)
     stats = sub.add_parser("stats", help="entries and hits per model")
-    stats.add_argument("--json", action="store_true")
+    stats.add_argument("--json", action="store_true", help="print JSON")
     stats.set_defaults(handler=handler("rlm_engine.cli.cache:cache_stats"))
     clear = sub.add_parser("clear", help="forget cached replies")
     clear.add_argument("--model", metavar="M", help="only this model's (as given to rlm ask)")
     clear.add_argument(
         "--unused-for-days",
-        type=float,
+        type=positive_float("--unused-for-days"),
         metavar="D",
         help="only replies not reused for D days",
     )
-    clear.add_argument("--json", action="store_true")
+    clear.add_argument("--json", action="store_true", help="print JSON")
     clear.set_defaults(handler=handler("rlm_engine.cli.cache:cache_clear"))

@@ -12,5 +12,5 @@ def register(subparsers: Any) -> None:
     p: argparse.ArgumentParser = subparsers.add_parser(
         "models", help="list providers and whether they are configured"
     )
-    p.add_argument("--json", action="store_true")
+    p.add_argument("--json", action="store_true", help="print JSON")
     p.set_defaults(handler=handler("rlm_engine.cli.models:run_models"))
