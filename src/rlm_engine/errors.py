@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Literal
 
 ProviderErrorKind = Literal[
@@ -25,7 +26,50 @@ RETRYABLE_KINDS: frozenset[ProviderErrorKind] = frozenset(
 
 
 class RLMError(Exception):
-    """Base class of every error this package raises on purpose."""
+    """Base class of every error this package raises on purpose.
+
+    ``hint`` says what to do next (set a variable, start a server, change a flag); the CLI
+    prints it on its own line. A class may set a default; an instance may pass its own.
+    """
+
+    hint: str = ""
+
+    def __init__(self, *args: object, hint: str | None = None) -> None:
+        super().__init__(*args)
+        if hint is not None:
+            self.hint = hint
+
+
+@dataclass(frozen=True, slots=True)
+class ErrorCause:
+    """Why a run failed, kept past the exception: its class, a provider error's kind and
+    the remedy, so a report can say what to do without reading the message."""
+
+    type: str
+    kind: str = ""
+    hint: str = ""
+
+    @classmethod
+    def of(cls, exc: BaseException) -> ErrorCause:
+        kind = ""
+        if isinstance(exc, ProviderError):
+            kind = exc.kind
+        elif isinstance(exc, BudgetExceeded):
+            kind = exc.budget
+        return cls(type(exc).__name__, kind, hint_for(exc))
+
+    def to_dict(self) -> dict[str, str]:
+        return {"type": self.type, "kind": self.kind, "hint": self.hint}
+
+
+def hint_for(exc: BaseException) -> str:
+    """What to do about ``exc``: its own ``hint``, else the remedy for its class."""
+    from rlm_engine.remedies import type_hint
+
+    own = getattr(exc, "hint", "")
+    if isinstance(own, str) and own:
+        return own
+    return type_hint(cls.__name__ for cls in type(exc).__mro__)
 
 
 class ConfigurationError(RLMError):
@@ -58,8 +102,11 @@ class ProviderError(RLMError):
         provider: str = "",
         status: int | None = None,
         retry_after_s: float | None = None,
+        hint: str | None = None,
     ) -> None:
-        super().__init__(message)
+        from rlm_engine.remedies import provider_hint
+
+        super().__init__(message, hint=hint or provider_hint(provider, kind))
         self.kind: ProviderErrorKind = kind
         self.provider = provider
         self.status = status
@@ -74,7 +121,9 @@ class BudgetExceeded(RLMError):
     """A run budget (tokens, cost, sub-calls, time) is spent."""
 
     def __init__(self, budget: str, message: str) -> None:
-        super().__init__(message)
+        from rlm_engine.remedies import BUDGET_HINTS
+
+        super().__init__(message, hint=BUDGET_HINTS.get(budget, ""))
         self.budget = budget
 
 
@@ -88,3 +137,15 @@ class SandboxDied(SandboxError):
 
 class ContextError(RLMError):
     """A context could not be loaded; the message names the path and the reason."""
+
+
+class RunInterrupted(RLMError):
+    """The run was stopped by Ctrl-C, SIGINT or SIGTERM; it is recorded and can be resumed."""
+
+    def __init__(self, run_id: str, signal_name: str = "SIGINT") -> None:
+        super().__init__(
+            f"run {run_id} was interrupted by {signal_name}",
+            hint=f"continue it with: rlm runs resume {run_id}",
+        )
+        self.run_id = run_id
+        self.signal_name = signal_name

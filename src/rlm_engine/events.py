@@ -49,6 +49,9 @@ class IterationStarted(_Event):
 
 
 class ModelCallStarted(_Event):
+    """A model call goes to its provider. A sub-call's is emitted once it holds its
+    concurrency slot: from its ``SubcallStarted`` until this, it is queued for one."""
+
     type: Literal["model_call_started"] = "model_call_started"
     role: Literal["root", "sub", "digest", "capsule"]
     model: str
@@ -57,6 +60,9 @@ class ModelCallStarted(_Event):
 
 
 class ModelCallFinished(_Event):
+    """A model call's reply arrived (or came from the journal or the cache). Emitted before
+    a sub-call gives its concurrency slot back, and before the reply is journaled."""
+
     type: Literal["model_call_finished"] = "model_call_finished"
     role: Literal["root", "sub", "digest", "capsule"]
     model: str
@@ -99,6 +105,9 @@ class PluginFailed(_Event):
 
 
 class ModelCallFailed(_Event):
+    """A model call failed for good (after retries and fallbacks); emitted before a
+    sub-call gives its concurrency slot back."""
+
     type: Literal["model_call_failed"] = "model_call_failed"
     role: Literal["root", "sub", "digest", "capsule"]
     model: str
@@ -138,6 +147,9 @@ class CellBlocked(_Event):
 
 
 class SubcallStarted(_Event):
+    """The REPL asked for a sub-call. A model sub-call (``llm``) then waits for a
+    concurrency slot; its ``ModelCallStarted``, under the same ``node_id``, says it has one."""
+
     type: Literal["subcall_started"] = "subcall_started"
     call_id: str
     kind: Literal["llm", "rlm", "tool"]
@@ -145,6 +157,8 @@ class SubcallStarted(_Event):
 
 
 class SubcallFinished(_Event):
+    """A sub-call ended, answered (``ok``) or failed with ``error``."""
+
     type: Literal["subcall_finished"] = "subcall_finished"
     call_id: str
     kind: Literal["llm", "rlm", "tool"]

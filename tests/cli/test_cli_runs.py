@@ -156,7 +156,7 @@ def test_list_json_newest_first_with_filters(
 
 def test_list_text(runs: list[str], capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["runs", "list"]) == 0
-    lines = capsys.readouterr().out.splitlines()
+    lines = capsys.readouterr().out.splitlines()[1:]  # below the header
     assert [line.split()[0] for line in lines] == runs
     assert "third question" in lines[0] and "completed" in lines[0]
 
@@ -225,6 +225,7 @@ def test_export_writes_each_format(
     runs: list[str], tmp_path: Path, fmt: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
     target = tmp_path / "exports" / f"run.{fmt}"
+    target.parent.mkdir()
     assert main(["runs", "export", "run-new", "--format", fmt, "-o", str(target)]) == 0
     text = target.read_text(encoding="utf-8")
     if fmt == "ipynb":

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import argparse
-import json
-import sys
 from typing import Any
 
 from rlm_engine.cli.discover import discover_model
+from rlm_engine.cli.inputs import checked_contexts
+from rlm_engine.cli.outcome import exit_code, print_result
 from rlm_engine.cli.progress import Progress
 from rlm_engine.cli.run_setup import (
     StoreEventSink,
@@ -20,31 +20,11 @@ from rlm_engine.cli.run_setup import (
     new_run_id,
     open_run,
     run_and_record,
-    run_context,
 )
+from rlm_engine.cli.session_restore import RESTORED_FROM, past_runs, restorer, session_runs
 from rlm_engine.cli.store_access import cli_store
 from rlm_engine.engine.journal_store import StoreJournal
-from rlm_engine.engine.result import RunResult
-from rlm_engine.engine.rlm import RLM
-from rlm_engine.errors import RLMError
-from rlm_engine.sandbox.base import ContextValue
 from rlm_engine.settings import Settings
-from rlm_engine.store.protocol import Store
-from rlm_engine.store.records import Run
-
-
-def print_result(result: RunResult, as_json: bool) -> None:
-    if as_json:
-        print(json.dumps(result.to_dict(), ensure_ascii=False, default=str))
-        return
-    print(result.answer)
-    cost = "unknown" if result.cost_usd is None else f"${result.cost_usd:.4f}"
-    print(
-        f"\n[{result.stop_reason} after {result.iterations} iterations, "
-        f"{result.usage.total_tokens:,} tokens, {result.sub_calls} sub-calls, cost {cost}, "
-        f"{result.duration_s:.1f}s, run {result.run_id}]",
-        file=sys.stderr,
-    )
 
 
 def run_settings_from_args(args: argparse.Namespace, settings: Settings) -> dict[str, Any]:
@@ -63,7 +43,16 @@ def run_settings_from_args(args: argparse.Namespace, settings: Settings) -> dict
         "max_seconds": args.max_seconds,
         "cell_timeout_s": args.cell_timeout,
         "output_mode": args.output_mode,
+        "max_tokens": args.max_tokens,
+        "max_output_chars": args.max_output_chars,
+        "temperature": args.temperature,
+        "max_output_tokens": args.max_output_tokens,
         "sub_temperature": args.sub_temperature,
+        "sub_max_output_tokens": args.sub_max_output_tokens,
+        "base_url": args.base_url,
+        "api_key_env": args.api_key_env,  # the variable's name: the key is never stored
+        "binary": args.binary,
+        "encoding": args.encoding,
         "response_cache": args.response_cache,
         "instructions": args.instructions or settings.instructions,
         "plugins": [*settings.plugins, *args.plugin],
@@ -72,34 +61,14 @@ def run_settings_from_args(args: argparse.Namespace, settings: Settings) -> dict
     }
 
 
-def session_runs(store: Store, session: str | None) -> list[Run]:
-    """The finished runs of a session, oldest first: replaying them restores its REPL."""
-    if session is None:
-        return []
-    store.open_session(session)
-    runs = store.list_runs(limit=10_000, session=session)
-    return [r for r in reversed(runs) if r.status == "completed"]
-
-
-async def replay_session(rlm: RLM, store: Store, prior: list[tuple[Run, ContextValue]]) -> None:
-    for run, context in prior:
-        journal = StoreJournal(store, run.run_id, read_only=True)
-        replayed = await rlm.arun(run.question, context, run_id=run.run_id, journal=journal)
-        if replayed.stop_reason == "error":
-            raise RLMError(
-                f"could not restore the session from run {run.run_id}: {replayed.stop_detail}"
-            )
-
-
 def run_ask(args: argparse.Namespace) -> int:
     settings = Settings.from_env()
+    args.context = checked_contexts(args.context, args.binary, args.encoding, settings.home)
     with cli_store(settings) as store, context_scratch() as scratch:
         prior = session_runs(store, args.session)
-        if prior and not args.model:
-            # A session continues with the models its REPL state was built with.
-            args.model = args.model or prior[-1].settings.get("model")
-            args.sub_model = args.sub_model or prior[-1].settings.get("sub_model")
         run_settings = run_settings_from_args(args, settings)
+        if prior:  # a resume restores the REPL from the same runs
+            run_settings[RESTORED_FROM] = [run.run_id for run in prior]
         run_id = new_run_id()
         sink = StoreEventSink(store)
         progress = Progress(verbose=args.verbose)
@@ -111,7 +80,7 @@ def run_ask(args: argparse.Namespace) -> int:
             persistent=bool(args.session),
             store=store,
         )
-        contexts = [(run, run_context(store, run, scratch)) for run in prior]
+        past = past_runs(store, prior, scratch)
         pin = open_run(store, run_id, args.question, run_settings, args.session)
         result = run_and_record(
             rlm,
@@ -123,7 +92,7 @@ def run_ask(args: argparse.Namespace) -> int:
             context=context_of(run_settings),
             journal=StoreJournal(store, run_id),
             pin=pin,
-            before=lambda: replay_session(rlm, store, contexts),
+            before=restorer(rlm, past),
         )
     print_result(result, args.json)
-    return 1 if result.stop_reason == "error" else 0
+    return exit_code(result)

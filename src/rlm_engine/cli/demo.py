@@ -12,7 +12,7 @@ import random
 from collections.abc import Sequence
 from pathlib import Path
 
-from rlm_engine.cli.ask import print_result
+from rlm_engine.cli.outcome import exit_code, print_result
 from rlm_engine.cli.progress import Progress
 from rlm_engine.cli.run_setup import (
     StoreEventSink,
@@ -132,4 +132,4 @@ def run_demo(args: argparse.Namespace) -> int:
     print_result(result, args.json)
     if not args.json:
         print(NEXT_STEPS.format(question=QUESTION, path=log_path))
-    return 0 if result.stop_reason == "final" else 1
+    return exit_code(result)

@@ -8,12 +8,14 @@ SDKs it needs, is imported when that command runs.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 from collections.abc import Callable, Sequence
 from importlib import import_module
 
-from rlm_engine.errors import ConfigurationError, RLMError
+from rlm_engine.cli.outcome import EXIT_ERROR, EXIT_INTERRUPTED, EXIT_USAGE
+from rlm_engine.errors import ConfigurationError, RLMError, RunInterrupted, hint_for
 
 # Argument modules; each exposes ``register(subparsers)``, which sets a lazy ``handler``.
 COMMANDS: tuple[str, ...] = (
@@ -50,10 +52,13 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     """The ``rlm`` parser; with a ``command`` of `COMMAND_MODULES`, holding that one only."""
     only = COMMAND_MODULES.get(command or "")
     modules = COMMANDS if only is None else (only,)
-    parser = argparse.ArgumentParser(
+    from rlm_engine.cli.commands.flags import Parser, VersionAction
+
+    parser = Parser(
         prog="rlm",
         description="Recursive Language Models: answer questions over very large contexts.",
     )
+    parser.add_argument("--version", action=VersionAction)
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
     for module in modules:
         import_module(module).register(subparsers)
@@ -67,23 +72,77 @@ def main(argv: Sequence[str] | None = None) -> int:
     handler: Handler | None = getattr(args, "handler", None)
     if handler is None:
         parser.print_help()
-        return 2
+        return EXIT_USAGE
+    as_json = bool(getattr(args, "json", False))
     try:
         return handler(args)
+    except RunInterrupted as exc:
+        return _interrupted(exc.run_id, as_json)
     except ConfigurationError as exc:
-        print(f"rlm: {exc}", file=sys.stderr)
-        return 2
+        return report_error(exc, EXIT_USAGE, as_json, message=str(exc))
     except RLMError as exc:
-        print(f"rlm: {type(exc).__name__}: {exc}", file=sys.stderr)
-        return 1
+        return report_error(exc, EXIT_ERROR, as_json)
     except KeyboardInterrupt:
-        print("rlm: interrupted", file=sys.stderr)
-        return 130
+        return _interrupted(None, as_json)
     except BrokenPipeError:
         # The reader went away (`rlm runs list --json | head`): stop quietly, like other
         # tools; pointing stdout at /dev/null keeps the exit flush from failing again.
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 141
+    except OSError as exc:
+        # A file the command touches (a context, an output, the store's directory).
+        where = f": {exc.filename}" if exc.filename else ""
+        message = f"{exc.strerror or exc}{where}"
+        hint = "check that the path exists and that you may read or write it"
+        return report_error(exc, EXIT_ERROR, as_json, message=message, hint=hint)
+    except Exception as exc:
+        if not _from_the_database(exc):
+            raise  # a bug: its traceback is what a report needs
+        cause = getattr(exc, "orig", None) or exc
+        message = f"the store failed: {str(cause).splitlines()[0]}"
+        hint = "check that RLM_HOME (or RLM_STORE_URL) is writable and its disk not full"
+        return report_error(exc, EXIT_ERROR, as_json, message=message, hint=hint)
+
+
+def _from_the_database(exc: BaseException) -> bool:
+    """A database error the store let through (SQLAlchemy's or sqlite3's), recognised by
+    module so that parsing never imports either."""
+    return type(exc).__module__.split(".")[0] in ("sqlalchemy", "sqlite3")
+
+
+def report_error(
+    exc: BaseException,
+    code: int,
+    as_json: bool,
+    *,
+    message: str | None = None,
+    hint: str | None = None,
+) -> int:
+    """``rlm: <cause>`` and ``rlm: hint: <remedy>`` on stderr; with ``--json`` also one
+    object on stdout, so a script reading it sees the failure too."""
+    text = message if message is not None else f"{type(exc).__name__}: {exc}"
+    remedy = hint if hint is not None else hint_for(exc)
+    print(f"rlm: {text}", file=sys.stderr)
+    if remedy:
+        print(f"rlm: hint: {remedy}", file=sys.stderr)
+    if as_json:
+        error = {"type": type(exc).__name__, "message": str(exc), "hint": remedy}
+        print(json.dumps({"error": error, "exit_code": code}, ensure_ascii=False))
+    return code
+
+
+def _interrupted(run_id: str | None, as_json: bool) -> int:
+    if run_id is None:
+        print("rlm: interrupted", file=sys.stderr)
+        hint = ""
+    else:
+        hint = f"continue it with: rlm runs resume {run_id}"
+        print(f"rlm: interrupted: run {run_id} is saved; {hint}", file=sys.stderr)
+    if as_json:
+        error = {"type": "RunInterrupted", "message": "interrupted", "hint": hint}
+        data = {"error": error, "run_id": run_id, "exit_code": EXIT_INTERRUPTED}
+        print(json.dumps(data, ensure_ascii=False))
+    return EXIT_INTERRUPTED
 
 
 if __name__ == "__main__":

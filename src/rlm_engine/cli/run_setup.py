@@ -16,10 +16,14 @@ from collections.abc import Awaitable, Callable, Generator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from rlm_engine.cli.inputs import context_value, read_options
+from rlm_engine.cli.interrupts import Interrupts
+from rlm_engine.cli.provider_env import provider_env
+from rlm_engine.cli.run_records import SETTINGS_VERSION, engine_version, failure_kind
 from rlm_engine.engine.journal import Journal
 from rlm_engine.engine.result import RunResult
 from rlm_engine.engine.rlm import RLM
-from rlm_engine.errors import ContextError, RLMError
+from rlm_engine.errors import ContextError, ErrorCause, RLMError, RunInterrupted
 from rlm_engine.events import Event
 from rlm_engine.lm.spec import canonical_model
 from rlm_engine.otel_setup import tracing_from_env
@@ -33,6 +37,7 @@ from rlm_engine.store.pinned_context import BackgroundPin, pinned_entries, resto
 from rlm_engine.store.protocol import Store
 from rlm_engine.store.records import JournalWrites, MemoryScope, NewRun, Run, RunTotals
 from rlm_engine.store.response_cache import StoreResponseCache
+from rlm_engine.store.run_rules import PERMANENT_FAILURES
 from rlm_engine.types import Completion, Message, ModelSettings
 
 HEARTBEAT_S = 30.0
@@ -47,6 +52,8 @@ CONFIG_KEYS = (
     "cell_timeout_s",
     "output_mode",
     "response_cache",
+    "max_tokens",
+    "max_output_chars",
 )
 
 
@@ -66,18 +73,17 @@ def context_paths(raw: Sequence[str]) -> list[str]:
 
 
 def context_of(run_settings: Mapping[str, Any]) -> ContextValue:
-    """The context as given to ``rlm ask`` (the paths it names, as they are now)."""
+    """The context as given to ``rlm ask`` (the paths it names, as they are now), read
+    as its settings say (``encoding``, ``binary``)."""
     paths = [Path(p) for p in run_settings.get("context", [])]
     for path in paths:
         if not path.exists():
             raise ContextError(f"the run's context {str(path)!r} is gone; restore it to go on")
-    return _as_value(paths)
+    return _as_value(paths, run_settings)
 
 
-def _as_value(paths: Sequence[Path]) -> ContextValue:
-    if not paths:
-        return None
-    return paths[0] if len(paths) == 1 else list(paths)
+def _as_value(paths: Sequence[Path], run_settings: Mapping[str, Any]) -> ContextValue:
+    return context_value(paths, read_options(run_settings))
 
 
 @contextlib.contextmanager
@@ -97,7 +103,7 @@ def run_context(store: Store, run: Run, scratch: Path) -> ContextValue:
             f"run {run.run_id} stopped before its context was kept in the store, so the "
             "bytes it saw cannot be restored exactly; ask the question again"
         )
-    return _as_value(restore_context(store, run.context_hash, scratch))
+    return _as_value(restore_context(store, run.context_hash, scratch), run.settings)
 
 
 def plugins_for(run_settings: Mapping[str, Any], settings: Settings) -> list[Plugin]:
@@ -155,8 +161,19 @@ def build_rlm(
     config: dict[str, Any] = {
         k: run_settings[k] for k in CONFIG_KEYS if run_settings.get(k) is not None
     }
-    if run_settings.get("sub_temperature") is not None:
-        config["sub_settings"] = ModelSettings(temperature=run_settings["sub_temperature"])
+    config["root_settings"] = ModelSettings(
+        temperature=run_settings.get("temperature"),
+        max_output_tokens=run_settings.get("max_output_tokens"),
+    )
+    config["sub_settings"] = ModelSettings(
+        temperature=run_settings.get("sub_temperature"),
+        max_output_tokens=run_settings.get("sub_max_output_tokens"),
+    )
+    env = settings.env
+    if not offline:  # an offline replay calls no model, so it needs no key
+        env = provider_env(
+            env, model, run_settings.get("base_url"), run_settings.get("api_key_env")
+        )
     fallbacks: list[str] = list(run_settings.get("fallback_models", []))
     if offline:
         model, sub_model = (
@@ -167,7 +184,7 @@ def build_rlm(
     return RLM(
         model,
         sub_model,
-        env=settings.env,
+        env=env,
         fallback_models=fallbacks,
         plugins=plugins_for(run_settings, settings),
         instructions=run_settings.get("instructions", ""),
@@ -268,15 +285,36 @@ def open_run(
             settings=dict(run_settings),
             session=session,
             context_hash=None if pin is None else pin.key,
+            engine_version=engine_version(),
+            settings_version=SETTINGS_VERSION,
         )
     )
     return None if pin is None else pin.start()
 
 
-def close_run(store: Store, result: RunResult) -> None:
+def record_failure(
+    store: Store, run_id: str, detail: str, cause: ErrorCause | None, resuming: Run | None
+) -> None:
+    """Record that a run failed; a failed resume attempt (``resuming`` is the run before it
+    was claimed) leaves the run as it was, with ``detail`` as its last error, unless the
+    failure is one a later resume would meet again."""
+    kind = failure_kind(cause)
+    if resuming is not None and kind not in PERMANENT_FAILURES:
+        if kind == "divergence" and resuming.engine_version != engine_version():
+            recorded = resuming.engine_version or "a version that was not recorded"
+            detail += f" (recorded by rlm-engine {recorded}, resumed with {engine_version()})"
+        store.abandon_attempt(run_id, previous=resuming, error=detail)
+        return
+    store.finish_run(run_id, status="failed", stop_reason="error", detail=detail, failure_kind=kind)
+
+
+def close_run(store: Store, result: RunResult, resuming: Run | None = None) -> None:
+    if result.stop_reason == "error":
+        record_failure(store, result.run_id, result.stop_detail, result.cause, resuming)
+        return
     store.finish_run(
         result.run_id,
-        status="failed" if result.stop_reason == "error" else "completed",
+        status="completed",
         stop_reason=result.stop_reason,
         answer=result.answer,
         detail=result.stop_detail,
@@ -358,10 +396,15 @@ def run_and_record(
     journal: Journal,
     before: Callable[[], Awaitable[None]] | None = None,
     pin: BackgroundPin | None = None,
+    resuming: Run | None = None,
 ) -> RunResult:
     """Drive one journaled run to its end and record its outcome; a run that fails with an
-    error is recorded as failed with the reason before the error propagates. ``pin`` is
-    what `open_run` returned: the run is recorded once its context is kept."""
+    error is recorded as failed with the reason (and its kind) before the error propagates.
+    ``pin`` is what `open_run` returned: the run is recorded once its context is kept.
+    ``resuming``: the run as it was before `Store.claim_run`, which a failed attempt puts
+    back (`record_failure`). Ctrl-C or SIGTERM stops the run, records it as interrupted
+    and raises `RunInterrupted`."""
+    interrupts = Interrupts(run_id)
 
     async def go() -> RunResult:
         try:
@@ -377,6 +420,12 @@ def run_and_record(
                 journal=journal,
                 pin=pin,
             )
+        except asyncio.CancelledError:
+            # The engine has stopped; the last root reply and cell outcome it held back
+            # become durable, so a resume need not redo them.
+            with contextlib.suppress(Exception):
+                await journal.flush()
+            raise
         finally:
             if pin is not None:
                 pin.stop()  # abandons a pin still going when the run ended early
@@ -384,9 +433,16 @@ def run_and_record(
 
     try:
         with progress:
-            result = asyncio.run(go())
+            result = asyncio.run(interrupts.guard(go()))
+    except (asyncio.CancelledError, KeyboardInterrupt) as exc:
+        if isinstance(exc, asyncio.CancelledError) and interrupts.signal_name is None:
+            raise
+        interrupts.noticed()  # a Ctrl-C before our handlers were in place
+        detail = interrupts.detail()
+        store.finish_run(run_id, status="interrupted", stop_reason="interrupted", detail=detail)
+        raise RunInterrupted(run_id, interrupts.signal_name or "SIGINT") from None
     except RLMError as exc:
-        store.finish_run(run_id, status="failed", stop_reason="error", detail=str(exc))
+        record_failure(store, run_id, f"{type(exc).__name__}: {exc}", ErrorCause.of(exc), resuming)
         raise
-    close_run(store, result)
+    close_run(store, result, resuming)
     return result

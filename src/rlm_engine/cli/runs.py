@@ -8,12 +8,14 @@ so ``rlm runs list`` loads only the store.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any, cast
 
+from rlm_engine.cli.outcome import has_answer, stop_hint
 from rlm_engine.cli.store_access import UnknownRunError, cli_store, print_json, require_run
 from rlm_engine.errors import ConfigurationError
 from rlm_engine.store.records import Run
@@ -35,6 +37,10 @@ def run_summary(run: Run) -> dict[str, Any]:
         "sub_model": run.sub_model,
         "session": run.session,
         "attempt": run.attempt,
+        "failure_kind": run.failure_kind,
+        "last_error": run.last_error,
+        "engine_version": run.engine_version,
+        "settings_version": run.settings_version,
         "totals": asdict(run.totals),
     }
 
@@ -61,6 +67,7 @@ def run_list(args: argparse.Namespace) -> int:
     if not runs:
         print("no runs yet; `rlm ask` records every run", file=sys.stderr)
         return 0
+    print(f"{'RUN':<16}  {'CREATED':<19}  {'STATUS':<11} {'STOP':<14} QUESTION")
     for run in runs:
         stop = run.stop_reason or ""
         print(
@@ -89,6 +96,7 @@ def run_show(args: argparse.Namespace) -> int:
                 "owner_pid": run.owner_pid,
                 "events": [event_record(e) for e in events],
                 "cells": [cell_record(c) for c in cells],
+                "hint": _run_hint(run),
             }
         )
         return 0
@@ -97,7 +105,14 @@ def run_show(args: argparse.Namespace) -> int:
         print(f"{key}: {summary[key]}")
     print(f"created: {_when(run.created_at)}")
     print(f"question: {run.question}")
-    print(f"answer: {run.answer}")
+    print(f"answer: {run.answer if run.answer else '(none)'}")
+    if run.detail:
+        print(f"detail: {run.detail}")
+    if run.last_error:
+        print(f"last resume attempt: {run.last_error}")
+    hint = _run_hint(run)
+    if hint:
+        print(f"hint: {hint}")
     totals = run.totals
     cost = "unknown" if totals.cost_usd is None else f"${totals.cost_usd:.4f}"
     print(
@@ -108,6 +123,18 @@ def run_show(args: argparse.Namespace) -> int:
     for cell in cells:
         print(f"  {cell.artifact_id}  {cell.status:<9} {_one_line(cell.code, 60)}")
     return 0
+
+
+def _run_hint(run: Run) -> str:
+    """What to do about a run that ended without an answer, from its record."""
+    if run.status in ("interrupted", "running"):
+        if run.status == "interrupted":
+            return f"continue it with: rlm runs resume {run.run_id}"
+        return ""
+    if run.stop_reason is None or has_answer(run.stop_reason, run.answer):
+        return ""
+    detail = run.detail or ""
+    return stop_hint(run.stop_reason, detail, run_id=run.run_id, failure_kind=run.failure_kind)
 
 
 def run_tree(args: argparse.Namespace) -> int:
@@ -131,6 +158,8 @@ def run_tree(args: argparse.Namespace) -> int:
 def run_export(args: argparse.Namespace) -> int:
     from rlm_engine.store.export import export_run
 
+    if args.output != "-":
+        check_export_path(Path(args.output).expanduser())
     with cli_store() as store:
         require_run(store, args.run_id)
         text = export_run(store, args.run_id, cast(str, args.fmt))
@@ -138,10 +167,40 @@ def run_export(args: argparse.Namespace) -> int:
         sys.stdout.write(text)
         return 0
     path = Path(args.output).expanduser()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(text, encoding="utf-8")
+    write_export(path, text)
     print(f"wrote {path} ({args.fmt})", file=sys.stderr)
     return 0
+
+
+class ExportPathError(ConfigurationError):
+    """An export target that cannot be written (exit status 2); nothing is created."""
+
+    def __init__(self, path: Path, why: str) -> None:
+        super().__init__(
+            f"cannot export to {str(path)!r}: {why}",
+            hint="give -o a file in an existing, writable directory (or '-' for stdout)",
+        )
+        self.path = path
+
+
+def check_export_path(path: Path) -> None:
+    """Refuse, before any work, a target that is a directory or whose directory is missing
+    or unwritable; parents are never created, so a typo cannot scatter directories."""
+    if path.is_dir():
+        raise ExportPathError(path, "it is a directory")
+    parent = path.parent
+    if not parent.is_dir():
+        why = "is not a directory" if parent.exists() else "does not exist"
+        raise ExportPathError(path, f"its directory {str(parent)!r} {why}")
+    if not os.access(parent, os.W_OK) or (path.exists() and not os.access(path, os.W_OK)):
+        raise ExportPathError(path, "permission denied")
+
+
+def write_export(path: Path, text: str) -> None:
+    try:
+        path.write_text(text, encoding="utf-8")
+    except OSError as exc:  # the checks above can race, and root-only mounts can refuse
+        raise ExportPathError(path, exc.strerror or str(exc)) from exc
 
 
 def _confirmed(run: Run) -> bool:

@@ -16,7 +16,7 @@ from typing import Any, cast
 from rlm_engine.engine.calls import call_model
 from rlm_engine.engine.state import TreeState
 from rlm_engine.engine.tree import CallNode
-from rlm_engine.errors import BudgetExceeded, ProviderError, RLMError
+from rlm_engine.errors import RLMError
 from rlm_engine.events import Origin, SubcallFinished, SubcallStarted
 from rlm_engine.lm.base import LanguageModel
 from rlm_engine.types import Message
@@ -109,7 +109,7 @@ class Broker:
         )
         try:
             result = await work(node)
-        except (ProviderError, BudgetExceeded, RLMError) as exc:
+        except Exception as exc:  # a tool or a child fails with anything: the call is over
             node.status = "error"
             await state.emit(
                 SubcallFinished(

@@ -36,6 +36,56 @@ def _replayed(recorded: RecordedCall, wanted: str, node: CallNode) -> Completion
     return recorded.completion()
 
 
+async def _account(
+    state: TreeState,
+    common: Origin,
+    role: Role,
+    name: str,
+    call_id: str,
+    node: CallNode,
+    completion: Completion,
+    started: float,
+) -> None:
+    """Record a reply on its node and in the budget, and emit its events."""
+    for note in completion.fallbacks:
+        node.detail.setdefault("fallbacks", []).append(
+            {"model": note.model, "kind": note.kind, "error": note.error}
+        )
+        await state.emit(
+            ModelFallback(
+                **common,
+                role=role,
+                from_model=note.model,
+                to_model=completion.model,
+                kind=note.kind,
+                error=note.error,
+            )
+        )
+    if completion.from_cache:
+        node.detail["from_cache"] = True
+    node.usage = completion.usage
+    node.cost_usd = completion.cost_usd
+    node.latency_s = completion.latency_s or (time.monotonic() - started)
+    node.detail["response_chars"] = len(completion.text)
+    state.budget.record(completion)
+    await state.emit(
+        ModelCallFinished(
+            **common,
+            role=role,
+            model=completion.model or name,
+            call_id=call_id,
+            input_tokens=completion.usage.input_tokens,
+            output_tokens=completion.usage.output_tokens,
+            cached_tokens=completion.usage.cached_tokens,
+            cost_usd=completion.cost_usd,
+            latency_s=node.latency_s,
+            response_chars=len(completion.text),
+            finish_reason=completion.finish_reason,
+            from_cache=completion.from_cache,
+        )
+    )
+
+
 async def call_model(
     state: TreeState,
     model: LanguageModel,
@@ -100,46 +150,12 @@ async def call_model(
                 )
             )
             raise
+        # Counted as finished while its slot is still held: the call is over at the
+        # provider, and a live count of calls in flight never exceeds the slots.
+        await _account(state, common, role, name, call_id, node, completion, started)
     if recorded is None and journal is not None:
         # Durable before the caller sees the reply: a crash from here on never pays for
         # this call again.
         await journal.record_call(node.id, role, wanted, completion)
-    for note in completion.fallbacks:
-        node.detail.setdefault("fallbacks", []).append(
-            {"model": note.model, "kind": note.kind, "error": note.error}
-        )
-        await state.emit(
-            ModelFallback(
-                **common,
-                role=role,
-                from_model=note.model,
-                to_model=completion.model,
-                kind=note.kind,
-                error=note.error,
-            )
-        )
-    if completion.from_cache:
-        node.detail["from_cache"] = True
-    node.usage = completion.usage
-    node.cost_usd = completion.cost_usd
-    node.latency_s = completion.latency_s or (time.monotonic() - started)
-    node.detail["response_chars"] = len(completion.text)
-    state.budget.record(completion)
-    await state.emit(
-        ModelCallFinished(
-            **common,
-            role=role,
-            model=completion.model or name,
-            call_id=call_id,
-            input_tokens=completion.usage.input_tokens,
-            output_tokens=completion.usage.output_tokens,
-            cached_tokens=completion.usage.cached_tokens,
-            cost_usd=completion.cost_usd,
-            latency_s=node.latency_s,
-            response_chars=len(completion.text),
-            finish_reason=completion.finish_reason,
-            from_cache=completion.from_cache,
-        )
-    )
     await state.plugins.after_model_call(info, completion)
     return completion

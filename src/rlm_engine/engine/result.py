@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from rlm_engine.engine.tree import CallNode
+from rlm_engine.errors import ErrorCause
 from rlm_engine.types import Usage
 
 StopReason = Literal[
@@ -36,6 +37,8 @@ class RunResult:
     cost_known_usd: float = 0.0
     sub_calls: int = 0
     blocked_cells: int = 0
+    cause: ErrorCause | None = None
+    """Why an ``error`` (or ``budget``) stop happened: the error's class, kind and remedy."""
 
     def to_dict(self) -> dict[str, Any]:
         def usage_dict(u: Usage) -> dict[str, int]:
@@ -59,6 +62,7 @@ class RunResult:
             "cost_known_usd": self.cost_known_usd,
             "sub_calls": self.sub_calls,
             "blocked_cells": self.blocked_cells,
+            "cause": self.cause.to_dict() if self.cause is not None else None,
             "duration_s": round(self.duration_s, 3),
             "tree": self.tree.to_dict(),
         }

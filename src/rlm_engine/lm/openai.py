@@ -7,6 +7,7 @@ One class serves ``openai/``, ``vllm/``, ``ollama/``, ``databricks/``, ``llamacp
 from __future__ import annotations
 
 import json
+import sys
 import time
 from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import aclosing
@@ -232,10 +233,18 @@ def map_openai_error(exc: Exception, provider: str) -> Exception:
 
     Exceptions that are not about the provider (programming errors) are returned as-is.
     """
-    import openai
-
     if isinstance(exc, ProviderError):
         return exc
+    if isinstance(exc, (json.JSONDecodeError, UnicodeDecodeError)):
+        return ProviderError(
+            f"{provider}: malformed response body: {exc}", kind="malformed", provider=provider
+        )
+    if "openai" not in sys.modules:
+        # The direct path never imports the SDK, so none of its exceptions can be raised;
+        # importing it here would cost seconds while a run shuts down.
+        return exc
+    import openai
+
     if isinstance(exc, openai.APITimeoutError) and not _refused(exc):
         return ProviderError(f"{provider}: request timed out", kind="timeout", provider=provider)
     if isinstance(exc, openai.APIConnectionError):
@@ -257,10 +266,6 @@ def map_openai_error(exc: Exception, provider: str) -> Exception:
     if isinstance(exc, openai.APIError):
         # An error event inside a stream: the server failed after it had started replying.
         return ProviderError(f"{provider}: {exc.message}", kind="server", provider=provider)
-    if isinstance(exc, (json.JSONDecodeError, UnicodeDecodeError)):
-        return ProviderError(
-            f"{provider}: malformed response body: {exc}", kind="malformed", provider=provider
-        )
     return exc
 
 

@@ -23,33 +23,41 @@ def register(subparsers: Any) -> None:
 
     lst = sub.add_parser("list", help="runs, newest first")
     lst.add_argument("--json", action="store_true", help="print a JSON list")
-    lst.add_argument("--limit", type=int, default=50, metavar="N")
-    lst.add_argument("--status", choices=RUN_STATUSES)
+    lst.add_argument("--limit", type=int, default=50, metavar="N", help="show at most N runs")
+    lst.add_argument("--status", choices=RUN_STATUSES, help="only runs with this status")
     lst.add_argument("--session", metavar="NAME", help="only runs of this session")
     lst.set_defaults(handler=handler("rlm_engine.cli.runs:run_list"))
 
     show = sub.add_parser("show", help="one run with its events and cells")
-    show.add_argument("run_id")
-    show.add_argument("--json", action="store_true")
+    show.add_argument("run_id", help="the run's id (`rlm runs list` shows them)")
+    show.add_argument("--json", action="store_true", help="print one JSON object")
     show.set_defaults(handler=handler("rlm_engine.cli.runs:run_show"))
 
     tree = sub.add_parser("tree", help="a run's call tree: turns, cells, sub-calls")
-    tree.add_argument("run_id")
-    tree.add_argument("--json", action="store_true")
+    tree.add_argument("run_id", help="the run's id (`rlm runs list` shows them)")
+    tree.add_argument("--json", action="store_true", help="print the tree as JSON")
     tree.set_defaults(handler=handler("rlm_engine.cli.runs:run_tree"))
 
     export = sub.add_parser("export", help="write a run as a notebook, JSONL or Markdown")
-    export.add_argument("run_id")
-    export.add_argument("--format", choices=EXPORT_FORMATS, required=True, dest="fmt")
-    export.add_argument("-o", "--output", required=True, metavar="FILE", help="'-': stdout")
+    export.add_argument("run_id", help="the run's id (`rlm runs list` shows them)")
+    export.add_argument(
+        "--format", choices=EXPORT_FORMATS, required=True, dest="fmt", help="what to write"
+    )
+    export.add_argument(
+        "-o",
+        "--output",
+        required=True,
+        metavar="FILE",
+        help="the file to write, in an existing directory ('-': stdout)",
+    )
     export.set_defaults(handler=handler("rlm_engine.cli.runs:run_export"))
 
     delete = sub.add_parser(
         "delete", help="delete a run with its journal and events (`rlm runs gc` frees blobs)"
     )
-    delete.add_argument("run_id")
+    delete.add_argument("run_id", help="the run's id (`rlm runs list` shows them)")
     delete.add_argument("--yes", action="store_true", help="do not ask for confirmation")
-    delete.add_argument("--json", action="store_true")
+    delete.add_argument("--json", action="store_true", help="print one JSON object")
     delete.set_defaults(handler=handler("rlm_engine.cli.runs:run_delete"))
 
     gc = sub.add_parser(
@@ -62,7 +70,7 @@ def register(subparsers: Any) -> None:
         metavar="H",
         help="keep anything stored in the last H hours (default 1: runs in flight)",
     )
-    gc.add_argument("--json", action="store_true")
+    gc.add_argument("--json", action="store_true", help="print one JSON object")
     gc.set_defaults(handler=handler("rlm_engine.cli.runs:run_gc"))
 
     register_resume(sub)
