@@ -18,6 +18,7 @@ from rlm_engine.errors import ProviderError
 from rlm_engine.events import Event, SandboxRestarted
 from rlm_engine.lm.scripted import ScriptedModel
 from rlm_engine.store import NewRun, SqlStore, open_store
+from rlm_engine.store.blobs import LocalBlobStore
 from rlm_engine.store.sql_journal import snapshot_refs
 from rlm_engine.types import Message
 
@@ -144,6 +145,24 @@ def test_an_unpicklable_namespace_fails_with_the_hint(store: SqlStore, tmp_path:
     assert "r/1" in resumed.stop_detail and "'run 1'" in resumed.stop_detail
     assert "handle" in resumed.stop_detail  # why no snapshot could be used
     assert resumed.cause is not None and "--accept-divergence" in resumed.cause.hint
+    assert root.calls == []
+
+
+def test_a_damaged_snapshot_counts_as_none(store: SqlStore, tmp_path: Path) -> None:
+    # Snapshot blobs are not fsynced: after a machine crash one may be torn. A resume
+    # must then fall back to the typed error, never load the damaged bytes.
+    counter = tmp_path / "counter.txt"
+    run_id = new_run(store)
+    run(rlm(stops_after_two(counting_cell(counter))), StoreJournal(store, run_id), run_id)
+    blobs = store.blobs
+    assert isinstance(blobs, LocalBlobStore)
+    for cell in store.load_journal(run_id).cells:
+        blobs.path(cell.meta["snapshot"]["ref"]).write_bytes(b"torn")
+
+    root = only_new_turns(2, lambda turn: LAST)
+    resumed = run(rlm(root), StoreJournal(store, run_id), run_id)
+    assert resumed.stop_reason == "error"
+    assert "NondeterminismError" in resumed.stop_detail and "r/1" in resumed.stop_detail
     assert root.calls == []
 
 

@@ -30,6 +30,8 @@ from rlm_engine.engine.snapshots import (
 )
 from rlm_engine.errors import RLMError
 from rlm_engine.sandbox.base import CellResult
+from rlm_engine.store.blobs import sha256_bytes
+from rlm_engine.store.errors import StoreError
 from rlm_engine.store.protocol import Store
 from rlm_engine.store.records import (
     TERMINAL_CELL_STATUSES,
@@ -270,7 +272,9 @@ class StoreJournal:
         if self.read_only or finish is None:
             return None
         if data is not None:
-            ref = await asyncio.to_thread(self.store.blobs.put, data)
+            # Not fsynced: a snapshot lost with the machine only means a divergence falls
+            # back to the error or --accept-divergence (`snapshot_data` checks the bytes).
+            ref = await asyncio.to_thread(self.store.blobs.put, data, durable=False)
         amended = replace(finish, meta={**(finish.meta or {}), **snapshot_meta(ref, note)})
         if not self._amend_held(finish, amended):
             # Already committed: journaled again with the same outcome, which only merges
@@ -290,7 +294,10 @@ class StoreJournal:
         return False
 
     async def snapshot_data(self, ref: str) -> bytes:
-        return await asyncio.to_thread(self.store.blobs.get, ref)
+        data = await asyncio.to_thread(self.store.blobs.get, ref)
+        if sha256_bytes(data) != ref:
+            raise StoreError(f"the snapshot blob {ref} is damaged (it was not fsynced)")
+        return data
 
     # -- divergence (engine.divergence) ----------------------------------------------------
 

@@ -45,8 +45,10 @@ class BlobInfo:
 class BlobStore(Protocol):
     """Immutable blobs addressed by the sha256 of their content. Thread- and process-safe."""
 
-    def put(self, data: bytes) -> str:
-        """Store `data` durably and return its reference (sha256 hex)."""
+    def put(self, data: bytes, *, durable: bool = True) -> str:
+        """Store `data` and return its reference (sha256 hex). Durable: on disk before
+        this returns; otherwise it survives the process dying but maybe not the machine
+        (for blobs the journal can do without, which readers then check against `ref`)."""
         ...
 
     def put_file(self, path: Path) -> str:
@@ -92,10 +94,10 @@ class LocalBlobStore(BlobStore):
         check_ref(ref)
         return self.root / ref[:2] / ref[2:4] / ref
 
-    def put(self, data: bytes) -> str:
+    def put(self, data: bytes, *, durable: bool = True) -> str:
         ref = sha256_bytes(data)
         if not self._touch(ref):
-            self._write(ref, [data])
+            self._write(ref, [data], durable=durable)
         return ref
 
     def _touch(self, ref: str) -> bool:
@@ -147,7 +149,7 @@ class LocalBlobStore(BlobStore):
                 continue  # deleted meanwhile
             yield BlobInfo(path.name, stat.st_size, stat.st_mtime)
 
-    def _write(self, ref: str, chunks: Iterable[bytes]) -> None:
+    def _write(self, ref: str, chunks: Iterable[bytes], *, durable: bool = True) -> None:
         target = self.path(ref)
         target.parent.mkdir(parents=True, exist_ok=True)
         # Write to a temp file in the same directory, fsync, then rename: a reader sees the
@@ -160,7 +162,8 @@ class LocalBlobStore(BlobStore):
                     digest.update(chunk)
                     out.write(chunk)
                 out.flush()
-                os.fsync(out.fileno())
+                if durable:
+                    os.fsync(out.fileno())
             if digest.hexdigest() != ref:
                 raise StoreError(f"content changed while storing blob {ref}")
             os.replace(tmp, target)
@@ -168,7 +171,8 @@ class LocalBlobStore(BlobStore):
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(tmp)
             raise
-        _fsync_dir(target.parent)
+        if durable:
+            _fsync_dir(target.parent)
 
 
 def _chunks(path: Path) -> Iterator[bytes]:
