@@ -71,6 +71,8 @@ class Capabilities:
     setpriv: str | None
     landlock_abi: int
     problems: tuple[str, ...]
+    bwrap_disables_userns: bool = False
+    """bubblewrap has ``--disable-userns`` (0.8.0+; it needs its own user namespace)."""
 
     @property
     def best(self) -> IsolationLevel:
@@ -138,8 +140,25 @@ def probe(bwrap_path: str | None = None) -> Capabilities:
     if is_root and setpriv is None:
         problems.append("setpriv (util-linux) not found: the worker cannot drop root")
     return Capabilities(
-        sys.platform, is_root, bwrap, unshare, setpriv, landlock.abi_version(), tuple(problems)
+        sys.platform,
+        is_root,
+        bwrap,
+        unshare,
+        setpriv,
+        landlock.abi_version(),
+        tuple(problems),
+        bwrap is not None and _help_mentions(bwrap, "--disable-userns"),
     )
+
+
+def _help_mentions(tool: str, option: str) -> bool:
+    try:
+        done = subprocess.run(
+            [tool, "--help"], capture_output=True, timeout=PROBE_TIMEOUT_S, check=False
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+    return option.encode() in done.stdout + done.stderr
 
 
 def choose_level(mode: IsolationMode, caps: Capabilities) -> IsolationLevel:
