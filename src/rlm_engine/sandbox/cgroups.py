@@ -52,6 +52,9 @@ class SandboxCgroup:
             (self.path / "pids.max").write_text(str(limits.nproc))
         if limits.memory_mb:
             (self.path / "memory.max").write_text(str(limits.memory_mb * MIB))
+            # One OOM kill takes the whole sandbox, reported as a memory stop.
+            with contextlib.suppress(OSError):
+                (self.path / "memory.oom.group").write_text("1")
             with contextlib.suppress(OSError):  # absent when swap accounting is off
                 (self.path / "memory.swap.max").write_text("0")
         if limits.cpu_quota:
@@ -62,6 +65,15 @@ class SandboxCgroup:
     def procs_file(self) -> Path:
         """Where the launcher writes its pid."""
         return self.path / "cgroup.procs"
+
+    def oom_killed(self) -> bool:
+        """Whether the kernel killed anything here for passing ``memory.max``."""
+        try:
+            text = (self.path / "memory.events").read_text()
+        except OSError:
+            return False
+        counts = dict(line.split() for line in text.splitlines() if line.count(" ") == 1)
+        return counts.get("oom_kill", "0") != "0"
 
     def remove(self) -> None:
         """Kill whatever is left inside and remove the cgroup (best effort)."""

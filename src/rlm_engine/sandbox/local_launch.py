@@ -132,7 +132,7 @@ def prepare_worker(options: WorkerOptions, workdir_parent: Path | None) -> Prepa
                 env=minimal_env(home, "/tmp"),
             )
         elif level == "unshare":
-            (workdir / "tmp").mkdir()
+            (workdir / "tmp").mkdir(exist_ok=True)  # _plain made it already
             if uid is not None:
                 _chown_tree(workdir, uid)
                 os.chown(workdir / "contexts", 0, 0)  # staged files stay root's
