@@ -265,16 +265,17 @@ def test_first_turn_guard_rejects_an_answer_before_looking() -> None:
     assert "You have not looked at the context yet" in root.calls[1][-1].content
 
 
-def test_sub_call_budget_fills_slots_with_errors() -> None:
+def test_a_batch_larger_than_the_sub_calls_left_is_refused_whole() -> None:
     root = root_from(
         [fence("out = llm_query_batched(['a', 'b', 'c', 'd'])\nprint(out)"), "FINAL(x)"]
     )
-    with RLM(root, ScriptedModel(lambda m: "fine"), max_sub_calls=2) as rlm:
+    sub = ScriptedModel(lambda m: "fine")
+    with RLM(root, sub, max_sub_calls=2) as rlm:
         result = rlm.run("question")
     feedback = root.calls[1][-1].content
-    assert feedback.count("'fine'") == 2
-    assert feedback.count("BudgetExceeded") == 2
-    assert result.sub_calls == 2
+    assert "BudgetExceeded" in feedback and "only 2 of the run's 2 are left" in feedback
+    assert "'fine'" not in feedback
+    assert sub.calls == [] and result.sub_calls == 0
 
 
 def test_token_budget_stops_the_run() -> None:

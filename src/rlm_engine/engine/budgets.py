@@ -70,6 +70,25 @@ class Budget:
             )
         self.sub_calls += 1
 
+    def sub_calls_left(self) -> int | None:
+        limit = self.limits.max_sub_calls
+        return None if limit is None else max(limit - self.sub_calls, 0)
+
+    def take_sub_calls(self, count: int) -> None:
+        """Reserve a whole batch, or raise before any of it is sent.
+
+        A batch cut off halfway would pay for calls whose answers the cell never gets
+        together, so one larger than what is left is refused whole."""
+        left = self.sub_calls_left()
+        if left is not None and count > left:
+            raise BudgetExceeded(
+                "sub_calls",
+                f"a batch of {count:,} sub-calls was refused before any was sent: only "
+                f"{left:,} of the run's {self.limits.max_sub_calls:,} are left; send at "
+                "most that many (fewer, larger chunks), or aggregate what you have",
+            )
+        self.sub_calls += count
+
     def exceeded(self) -> BudgetExceeded | None:
         """The first spent budget, if any (checked before each step)."""
         lim = self.limits
