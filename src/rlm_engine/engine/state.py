@@ -13,6 +13,7 @@ from pydantic import BaseModel
 from rlm_engine.engine.budgets import Budget
 from rlm_engine.engine.config import RLMConfig
 from rlm_engine.engine.journal import Journal
+from rlm_engine.engine.recursion import ChildSlots
 from rlm_engine.events import Event
 from rlm_engine.lm.base import LanguageModel
 from rlm_engine.plugins.chain import PluginChain
@@ -45,14 +46,14 @@ class TreeState:
     journal: Journal | None = None
     plugins: PluginChain = field(init=False)
     sub_call_slots: asyncio.Semaphore = field(init=False)
-    child_slots: asyncio.Semaphore = field(init=False)
+    children: ChildSlots = field(init=False)
     blocked_cells: int = 0
     _call_seq: int = 0
 
     def __post_init__(self) -> None:
         self.plugins = PluginChain((), self.emit)
         self.sub_call_slots = asyncio.Semaphore(self.config.max_concurrency)
-        self.child_slots = asyncio.Semaphore(self.config.max_child_concurrency)
+        self.children = ChildSlots(self.config.max_child_concurrency, self.config.max_children)
 
     def next_call_id(self) -> str:
         self._call_seq += 1
