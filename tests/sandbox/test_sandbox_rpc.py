@@ -192,3 +192,19 @@ async def test_sandboxes_run_side_by_side(host: FakeHost, tmp_path: Path) -> Non
         assert [r.output for r in results] == ["0\n", "1\n", "2\n", "3\n"]
     finally:
         await asyncio.gather(*(box.close() for box in boxes))
+
+
+async def test_a_thread_pool_from_an_earlier_cell_is_refused_with_a_remedy(
+    sandbox: LocalSandbox, host: FakeHost
+) -> None:
+    # Its threads predate the running cell, so their calls cannot be told apart from a
+    # left-over thread's: refused, with what to do instead.
+    setup = "from concurrent.futures import ThreadPoolExecutor\npool = ThreadPoolExecutor(2)"
+    assert (await sandbox.execute(setup, timeout_s=10)).status == "ok"
+    warm = await sandbox.execute("print(pool.submit(llm_query, 'warm').result())", timeout_s=10)
+    assert warm.output == "answer to warm\n", warm.error
+    reused = await sandbox.execute("pool.submit(llm_query, 'again').result()", timeout_s=10)
+    assert reused.status == "error"
+    assert "came from a thread started by an earlier cell" in (reused.error or "")
+    assert "Start threads in the cell that uses them" in (reused.error or "")
+    assert [params["prompt"] for _, params in host.calls] == ["warm"]

@@ -45,6 +45,9 @@ def decode_payload(payload: bytes) -> dict[str, Any]:
         message = json.loads(payload)
     except ValueError as exc:  # includes UnicodeDecodeError and JSONDecodeError
         raise WireError(f"frame is not valid UTF-8 JSON: {exc}") from None
+    except RecursionError:
+        # Deep nesting exhausts the parser's stack; the frame is hostile, not a crash.
+        raise WireError("frame is nested too deeply to decode") from None
     if not isinstance(message, dict):
         raise WireError("frame is not a JSON object")
     return cast(dict[str, Any], message)  # JSON object keys are always str
@@ -68,7 +71,8 @@ class FrameDecoder:
             end = HEADER_BYTES + size
             if len(self._buffer) < end:
                 break
-            payload = bytes(self._buffer[HEADER_BYTES:end])
+            with memoryview(self._buffer) as view:  # one copy of the body, not two
+                payload = bytes(view[HEADER_BYTES:end])
             del self._buffer[:end]
             messages.append(decode_payload(payload))
         return messages

@@ -1,5 +1,5 @@
-"""Worker side of the wire: frame output through one writer thread and thread-safe calls
-to the host (stdlib only).
+"""Worker side of the wire: frame output through one writer thread, thread-safe calls
+to the host, and which cell a calling thread speaks for (stdlib only).
 
 All frames leave through a writer thread because Python runs signal handlers in the main
 thread only: a ``KeyboardInterrupt`` raised in the middle of a write from the main thread
@@ -48,6 +48,7 @@ class HostChannel:
         self._pending: dict[int, _Pending] = {}
         self._lock = threading.Lock()
         self._ids = itertools.count(1)
+        self.owner = CellOwner()
         self._writer = threading.Thread(
             target=self._write_loop, name="rlm-wire-writer", daemon=True
         )
@@ -76,7 +77,11 @@ class HostChannel:
         """
         with self._lock:
             call_id = next(self._ids)
-        frame = wire.encode({"type": "call", "id": call_id, "method": method, "params": params})
+        # The host refuses a call whose cell is not the one running (a left-over thread).
+        cell = self.owner.of_caller()
+        frame = wire.encode(
+            {"type": "call", "id": call_id, "cell": cell, "method": method, "params": params}
+        )
         pending = _Pending()
         with self._lock:
             self._pending[call_id] = pending
@@ -108,3 +113,49 @@ def _outcome(message: dict[str, Any]) -> Any:
     if message.get("kind") == "missing":
         raise HostKeyError(error)
     raise RuntimeError(error)
+
+
+# Which cell a thread speaks for. A thread a cell leaves running keeps running into later
+# cells. Its ``FINAL`` or sub-call must not be taken as a later cell's, so every call frame
+# and final value carries the id of the cell the calling thread belongs to: the main thread
+# and threads started during the running cell belong to it; threads already alive when it
+# began belong to an earlier one.
+
+
+def _live_thread_ids() -> frozenset[int]:
+    """Native ids of every thread of this process, including ones started with
+    ``_thread.start_new_thread`` that ``threading`` never registered."""
+    try:
+        return frozenset(int(name) for name in os.listdir("/proc/self/task"))
+    except (OSError, ValueError):
+        return frozenset(
+            thread.native_id for thread in threading.enumerate() if thread.native_id is not None
+        )
+
+
+class CellOwner:
+    """Tracks the running cell and the threads that predate it."""
+
+    def __init__(self) -> None:
+        self._main = threading.main_thread().native_id
+        self._older: frozenset[int] = frozenset()
+        self.current: int | None = None
+        self.stale_finals = 0
+
+    def begin(self, cell_id: int) -> None:
+        """A cell starts: every thread alive now belongs to an earlier cell."""
+        self._older = _live_thread_ids() - {self._main or -1}
+        self.current = cell_id
+
+    def end(self) -> None:
+        """The cell is over: no thread speaks for a cell until the next one begins."""
+        self.current = None
+
+    def of_caller(self) -> int | None:
+        """The cell the calling thread speaks for, or None if it is left over."""
+        if self.current is None:
+            return None
+        native = threading.get_native_id()
+        if native != self._main and native in self._older:
+            return None
+        return self.current

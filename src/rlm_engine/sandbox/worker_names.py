@@ -6,6 +6,7 @@ the cell becomes a clear ``TypeError`` in the cell rather than an opaque host er
 
 from __future__ import annotations
 
+import builtins
 import json
 import types
 from collections.abc import Iterable, Iterator, Sized
@@ -13,7 +14,7 @@ from typing import Any, Protocol, cast
 
 from rlm_engine.sandbox.corpus import Corpus
 from rlm_engine.sandbox.large_text import LargeText
-from rlm_engine.sandbox.worker_channel import HostKeyError
+from rlm_engine.sandbox.worker_channel import CellOwner, HostKeyError
 from rlm_engine.sandbox.worker_workspace import Workspace
 
 RESERVED_NAMES = frozenset(
@@ -113,6 +114,11 @@ class HostMemory:
     def __init__(self, channel: Caller) -> None:
         self._channel = channel
 
+    def bind(self, channel: Caller, name: str) -> None:
+        """Drop whatever a cell set on this object and use ``channel`` again."""
+        vars(self).clear()
+        self._channel = channel
+
     def __getitem__(self, key: str) -> Any:
         try:
             return self._channel.call("memory_get", {"key": _require_str(key, "memory key")})
@@ -157,6 +163,11 @@ class HostTool:
     """A user tool that runs on the host: ``name(*args, **kwargs)``."""
 
     def __init__(self, name: str, channel: Caller) -> None:
+        self.bind(channel, name)
+
+    def bind(self, channel: Caller, name: str) -> None:
+        """Drop whatever a cell set on this object; call tool ``name`` on ``channel``."""
+        vars(self).clear()
         self._name = name
         self._channel = channel
         self.__name__ = name
@@ -183,9 +194,12 @@ class ReplNames:
         tools: Iterable[str],
         *,
         workspace: str | None = None,
+        owner: CellOwner | None = None,
     ) -> None:
         self._channel = channel
         self._namespace = namespace
+        self._owner = owner or CellOwner()
+        self._tools: tuple[str, ...] = tuple(tools)
         self.context: Any = None
         self.final: dict[str, Any] | None = None
         self.tool_names: frozenset[str] = frozenset()
@@ -200,9 +214,30 @@ class ReplNames:
             "SHOW_VARS": self.SHOW_VARS,
             "memory": HostMemory(channel),
         }
-        self.set_tools(tools)
+        self.set_tools(self._tools)
         if workspace is not None:
             self._fixed["workspace"] = Workspace(workspace)
+
+    def helpers(self) -> dict[str, Any]:
+        """The helper objects as built, for ``rewire`` to put back."""
+        return dict(self._fixed)
+
+    def rewire(
+        self, channel: Caller, namespace: dict[str, Any], owner: CellOwner, helpers: dict[str, Any]
+    ) -> None:
+        """Reset this object and the helpers to the worker's own channel, namespace and
+        cell owner: a cell may have replaced any attribute reachable from a helper. The
+        helpers keep their identity, so a cell's alias of one stays recognisable."""
+        context, final = self.context, self.final
+        tools = tuple(name for name, helper in helpers.items() if isinstance(helper, HostTool))
+        vars(self).clear()
+        self._channel, self._namespace, self._owner = channel, namespace, owner
+        self._tools, self.tool_names = tools, frozenset(tools)
+        self._fixed = dict(helpers)
+        self.context, self.final = context, final
+        for name, helper in helpers.items():
+            if isinstance(helper, HostTool | HostMemory):
+                helper.bind(channel, name)
 
     def set_tools(self, tools: Iterable[str]) -> None:
         """Replace the host tools offered as callables (a pooled worker learns its
@@ -210,7 +245,8 @@ class ReplNames:
         for name in self.tool_names:
             self._fixed.pop(name, None)
             self._namespace.pop(name, None)
-        self.tool_names = frozenset(tools)
+        self._tools = tuple(tools)
+        self.tool_names = frozenset(self._tools)
         for name in self.tool_names:
             self._fixed[name] = HostTool(name, self._channel)
 
@@ -266,7 +302,15 @@ class ReplNames:
 
     def FINAL(self, answer: Any) -> None:
         """Record the final answer (``str(answer)``); the cell keeps running."""
-        self.final = {"kind": "final", "answer": str(answer)}
+        self._record({"kind": "final", "answer": str(answer)})
+
+    def _record(self, final: dict[str, Any]) -> None:
+        # A thread left over from an earlier cell cannot answer for this one.
+        cell = self._owner.of_caller()
+        if cell is None:
+            self._owner.stale_finals += 1
+            return
+        self.final = {**final, "cell": cell}
 
     def FINAL_VAR(self, name: Any) -> None:
         """Record the value of the variable named ``name`` as the final answer."""
@@ -280,12 +324,12 @@ class ReplNames:
             value = self._namespace[key]
         else:
             value = name
-        self.final = {"kind": "final", "answer": str(value)}
+        self._record({"kind": "final", "answer": str(value)})
 
     def SUBMIT(self, **fields: Any) -> None:
         """Record named output fields; every value must be JSON-serialisable."""
         copied = {key: _json_copy(value, f"SUBMIT field {key!r}") for key, value in fields.items()}
-        self.final = {"kind": "submit", "fields": copied}
+        self._record({"kind": "submit", "fields": copied})
 
     def SHOW_VARS(self) -> VarsReport:
         """Print and return your variables with short type descriptions."""
@@ -295,3 +339,95 @@ class ReplNames:
         for name, description in report.items():
             print(f"{name}: {description}")
         return report
+
+
+# Undoing what a cell did to the worker's own code.
+#
+# Model-written code runs in the worker's process and can reach the helpers' internals:
+# ``llm_query.__func__.__code__``, ``FINAL.__globals__``, ``builtins``, class attributes, the
+# channel object. Everything those helpers depend on is recorded when the worker starts and
+# put back before and after each cell, so the next cell's helpers are the real ones. (The host
+# still checks and budgets every call: this keeps the REPL usable, it is not the boundary.)
+
+_MISSING = object()
+_FunctionState = tuple[Any, ...]
+
+
+def _function_state(function: types.FunctionType) -> _FunctionState:
+    cells = tuple(cell.cell_contents for cell in function.__closure__ or ())
+    return (function.__code__, function.__defaults__, function.__kwdefaults__, cells)
+
+
+def _restore_function(function: types.FunctionType, state: _FunctionState) -> None:
+    code, defaults, kwdefaults, cells = state
+    if function.__code__ is not code:
+        function.__code__ = code
+    function.__defaults__ = defaults
+    function.__kwdefaults__ = kwdefaults
+    for cell, value in zip(function.__closure__ or (), cells, strict=False):
+        if cell.cell_contents is not value:
+            cell.cell_contents = value
+
+
+def _functions_of(value: object) -> list[types.FunctionType]:
+    if isinstance(value, staticmethod | classmethod):
+        value = cast(object, value.__func__)  # pyright: ignore[reportUnknownMemberType]
+    if isinstance(value, property):
+        return [
+            f for f in (value.fget, value.fset, value.fdel) if isinstance(f, types.FunctionType)
+        ]
+    return [value] if isinstance(value, types.FunctionType) else []
+
+
+class Pristine:
+    """What the worker's modules, their classes and functions, ``builtins`` and a few
+    wiring objects looked like at start."""
+
+    def __init__(self, modules: Iterable[types.ModuleType], objects: Iterable[object]) -> None:
+        self._builtins = dict(vars(builtins))
+        self._modules = [(module, dict(vars(module))) for module in modules]
+        self._classes: list[tuple[type, dict[str, Any]]] = []
+        self._functions: list[tuple[types.FunctionType, _FunctionState]] = []
+        for module, names in self._modules:
+            for value in names.values():
+                if isinstance(value, type) and value.__module__ == module.__name__:
+                    members = dict(vars(value))
+                    self._classes.append((value, members))
+                    for member in members.values():
+                        self._functions.extend(
+                            (f, _function_state(f)) for f in _functions_of(member)
+                        )
+                for function in _functions_of(value):
+                    if function.__module__ == module.__name__:
+                        self._functions.append((function, _function_state(function)))
+        self._objects = [(item, dict(vars(item))) for item in objects]
+
+    def restore(self) -> None:
+        """Put back every binding recorded at start. Names added to builtins stay (they
+        shadow nothing); a name added to one of the modules could shadow a builtin there,
+        so it goes."""
+        _restore_dict(builtins.__dict__, self._builtins)
+        for module, names in self._modules:
+            _restore_dict(module.__dict__, names, drop_extra=True)
+        for cls, members in self._classes:
+            for name in [key for key in vars(cls) if key not in members]:
+                delattr(cls, name)
+            for name, value in members.items():
+                if vars(cls).get(name, _MISSING) is not value:
+                    setattr(cls, name, value)
+        for function, state in self._functions:
+            _restore_function(function, state)
+        for item, attributes in self._objects:
+            _restore_dict(vars(item), attributes, drop_extra=True)
+
+
+def _restore_dict(
+    target: dict[str, Any], recorded: dict[str, Any], *, drop_extra: bool = False
+) -> None:
+    if drop_extra:
+        # Dunders such as ``__warningregistry__`` appear on their own and are harmless.
+        for name in [key for key in target if key not in recorded and not key.startswith("__")]:
+            del target[name]
+    for name, value in recorded.items():
+        if target.get(name, _MISSING) is not value:
+            target[name] = value
