@@ -9,7 +9,20 @@ from email.utils import parsedate_to_datetime
 
 from rlm_engine.errors import ProviderError, ProviderErrorKind
 
-_CONNECTION_NAMES = ("ConnectError", "ConnectionError", "TransportError", "ClientConnectorError")
+# A reset or disconnect in the middle of a reply is as transient as a refused connect:
+# aiohttp raises ``ClientPayloadError``/``ServerDisconnectedError`` (both stacks under the
+# SDK wrap them as ``ReadError``/``RemoteProtocolError``).
+_CONNECTION_NAMES = (
+    "ConnectError",
+    "ConnectionError",
+    "TransportError",
+    "ClientConnectorError",
+    "ClientConnectionError",
+    "ClientPayloadError",
+    "ServerDisconnectedError",
+    "ReadError",
+    "RemoteProtocolError",
+)
 
 CONTENT_FILTER_CODES = frozenset({"content_filter", "content_policy_violation"})
 CONTEXT_LENGTH_CODES = frozenset({"context_length_exceeded", "string_above_max_length"})

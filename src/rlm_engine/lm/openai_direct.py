@@ -48,20 +48,29 @@ class DirectChat:
         self._sessions: ClientPool[aiohttp.ClientSession] = ClientPool(
             lambda: _new_session(self._headers), _close_session, per_client=1024
         )
-        self._timeouts: dict[float, aiohttp.ClientTimeout] = {}
+        self._timeouts: dict[tuple[float, float | None], aiohttp.ClientTimeout] = {}
 
     async def aclose(self) -> None:
         """Close the sessions opened in the running event loop."""
         await self._sessions.aclose()
 
-    async def post(self, body: Mapping[str, Any], *, timeout_s: float) -> object:
-        """The decoded reply. Raises ``ProviderError`` with a typed ``kind``."""
+    async def post(
+        self, body: Mapping[str, Any], *, timeout_s: float, read_timeout_s: float | None = None
+    ) -> object:
+        """The decoded reply. Raises ``ProviderError`` with a typed ``kind``.
+
+        ``timeout_s`` bounds the whole request; ``read_timeout_s`` the silence between two
+        reads of the reply, so a server that sends its headers and then stalls is given up
+        on long before the whole request's time is out."""
         import aiohttp
 
         data = json.dumps(body, ensure_ascii=False).encode()
-        timeout = self._timeouts.get(timeout_s)
+        key = (timeout_s, read_timeout_s)
+        timeout = self._timeouts.get(key)
         if timeout is None:
-            timeout = self._timeouts[timeout_s] = aiohttp.ClientTimeout(total=timeout_s)
+            timeout = self._timeouts[key] = aiohttp.ClientTimeout(
+                total=timeout_s, sock_read=read_timeout_s
+            )
         try:
             async with (
                 self._sessions.lease() as session,

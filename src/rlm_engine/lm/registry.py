@@ -12,7 +12,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
 
-from rlm_engine.errors import UnknownProviderError
+from rlm_engine.errors import ConfigurationError, UnknownProviderError
 from rlm_engine.lm.anthropic import make_anthropic
 from rlm_engine.lm.base import LanguageModel
 from rlm_engine.lm.gemini import make_gemini
@@ -192,7 +192,28 @@ def resolve_model(
         raise UnknownProviderError(
             f"unknown model provider {provider!r} in {spec!r}; known providers: {known}"
         )
-    return entry.factory(model, env)
+    adapter = entry.factory(model, env)
+    read_timeout = request_timeout(env)
+    if read_timeout is not None and hasattr(adapter, "read_timeout_s"):
+        adapter.read_timeout_s = read_timeout  # pyright: ignore[reportAttributeAccessIssue]
+    return adapter
+
+
+def request_timeout(env: Mapping[str, str]) -> float | None:
+    """``RLM_REQUEST_TIMEOUT``: the longest silence (seconds) between two reads of a reply
+    before the request fails with a retryable ``timeout``; None when it is not set."""
+    raw = env.get("RLM_REQUEST_TIMEOUT", "").strip()
+    if not raw:
+        return None
+    try:
+        value = float(raw)
+    except ValueError:
+        value = 0.0
+    if not value > 0:
+        raise ConfigurationError(
+            f"RLM_REQUEST_TIMEOUT must be a positive number of seconds, not {raw!r}"
+        )
+    return value
 
 
 def build_model(

@@ -33,6 +33,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from rlm_engine.store.records import JournalWrites
+from rlm_engine.store.write_errors import store_write_error
 
 if TYPE_CHECKING:
     from rlm_engine.events import Event
@@ -197,6 +198,12 @@ class GroupCommitWriter:
             self._commit(writes)
         except BaseException as exc:
             self.groups_failed += 1
+            # Callers see a typed store failure (disk full, read-only, locked), whatever
+            # the database or the file system raised.
+            mapped = store_write_error(exc)
+            if mapped is not None:
+                mapped.__cause__ = exc
+                return mapped
             return exc
         self.groups_committed += 1
         self.writes_committed += len(writes)

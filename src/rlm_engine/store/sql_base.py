@@ -15,6 +15,7 @@ from sqlalchemy import JSON, ColumnElement, Connection, Engine, Table
 from rlm_engine.store.blobs import BlobStore, sha256_text
 from rlm_engine.store.connect import READ_ONLY
 from rlm_engine.store.owner import ProcessOwner, current_owner, refresh_owner
+from rlm_engine.store.write_errors import store_write_error
 
 # Texts up to this many UTF-8 bytes are stored in the row; longer ones go to the blob store.
 DEFAULT_INLINE_LIMIT = 32 * 1024
@@ -36,13 +37,23 @@ class SqlDb:
 
     @contextmanager
     def write(self) -> Generator[Connection]:
-        """One write transaction (on SQLite `BEGIN IMMEDIATE`: writers queue, never deadlock)."""
-        if self._write_lock is None:
-            with self.engine.begin() as conn:
+        """One write transaction (on SQLite `BEGIN IMMEDIATE`: writers queue, never deadlock).
+
+        A write the database refuses (disk full, read-only, locked past the busy timeout)
+        raises `StoreWriteError`; the transaction is rolled back, so nothing already
+        committed is touched."""
+        try:
+            if self._write_lock is None:
+                with self.engine.begin() as conn:
+                    yield conn
+                return
+            with self._write_lock, self.engine.begin() as conn:
                 yield conn
-            return
-        with self._write_lock, self.engine.begin() as conn:
-            yield conn
+        except Exception as exc:
+            mapped = store_write_error(exc)
+            if mapped is None:
+                raise
+            raise mapped from exc
 
     @contextmanager
     def read(self) -> Generator[Connection]:

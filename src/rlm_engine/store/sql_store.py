@@ -11,7 +11,7 @@ from sqlalchemy import Connection, Engine
 from sqlalchemy.exc import DBAPIError, IntegrityError
 
 from rlm_engine.store import sql_cache, sql_events, sql_journal, sql_runs, sql_sessions
-from rlm_engine.store.blobs import BlobStore
+from rlm_engine.store.blobs import BlobStore, LocalBlobStore
 from rlm_engine.store.connect import display_url
 from rlm_engine.store.errors import RunNotFoundError
 from rlm_engine.store.group_commit import EVENTS_SLICE, GroupCommitWriter
@@ -41,6 +41,7 @@ from rlm_engine.store.records import (
     Usage,
 )
 from rlm_engine.store.sql_base import DEFAULT_INLINE_LIMIT, SqlDb
+from rlm_engine.store.write_errors import StoreWriteError
 
 if TYPE_CHECKING:
     from rlm_engine.events import Event
@@ -101,6 +102,8 @@ class SqlStore(Store):
         self, engine: Engine, blobs: BlobStore, *, inline_limit: int = DEFAULT_INLINE_LIMIT
     ) -> None:
         self._db = SqlDb(engine, blobs, inline_limit)
+        if isinstance(blobs, LocalBlobStore):
+            blobs.keep_reserve()
         self._writer: GroupCommitWriter | None = None
         self._writer_lock = threading.Lock()
         # SQLite keeps its pool (and its in-process write lock, `SqlDb.write`).
@@ -154,12 +157,26 @@ class SqlStore(Store):
         totals: RunTotals | None = None,
         failure_kind: str | None = None,
     ) -> Run:
-        return sql_runs.finish_run(
-            self._db, run_id, status, stop_reason, answer, detail, totals, failure_kind
+        return self._with_room(
+            lambda: sql_runs.finish_run(
+                self._db, run_id, status, stop_reason, answer, detail, totals, failure_kind
+            )
         )
 
     def abandon_attempt(self, run_id: str, *, previous: Run, error: str) -> Run:
-        return sql_runs.abandon_attempt(self._db, run_id, previous, error)
+        return self._with_room(lambda: sql_runs.abandon_attempt(self._db, run_id, previous, error))
+
+    def _with_room(self, write: Callable[[], Run]) -> Run:
+        """``write``, retried once with the blob store's reserve given back to the disk if
+        the store could not write: recording how a run ended must not fail for want of a
+        few pages on a full disk (the reserve is set aside again when the store opens)."""
+        try:
+            return write()
+        except StoreWriteError:
+            blobs = self._db.blobs
+            if not isinstance(blobs, LocalBlobStore) or not blobs.release_reserve():
+                raise
+            return write()
 
     def heartbeat(self, run_id: str) -> None:
         sql_runs.heartbeat(self._db, run_id)
