@@ -56,6 +56,8 @@ class ErrorCause:
             kind = exc.kind
         elif isinstance(exc, BudgetExceeded):
             kind = exc.budget
+        else:  # errors of other layers name their kind (`StoreError`: "store")
+            kind = str(getattr(type(exc), "cause_kind", ""))
         return cls(type(exc).__name__, kind, hint_for(exc))
 
     def to_dict(self) -> dict[str, str]:

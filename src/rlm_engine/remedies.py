@@ -73,6 +73,7 @@ _KIND_HINTS: dict[str, str] = {
 
 # Which limit to raise for each budget of `BudgetExceeded.budget`.
 BUDGET_HINTS: dict[str, str] = {
+    "children": "raise --max-children",
     "cost": "raise --budget-usd",
     "sub_calls": "raise --max-sub-calls",
     "time": "raise --max-seconds",
@@ -94,6 +95,8 @@ TYPE_HINTS: dict[str, str] = {
     "or raise --cell-timeout",
     "SandboxError": "the sandbox failed; check that the isolation backend works (--isolation)",
     "StoreUnavailableError": "check RLM_HOME (or RLM_STORE_URL): it must be writable",
+    "StoreWriteError": "the store could not write (disk full, read-only or locked): free "
+    "space under RLM_HOME (or RLM_STORE_URL's database) or make it writable",
     "StoreError": "check RLM_HOME (or RLM_STORE_URL): it must be writable",
     "PluginError": "check the plugin (RLM_PLUGINS, --plugin) or run with --no-default-plugins",
     "ScriptExhaustedError": "the scripted model has no more replies; add lines to its file",

@@ -80,7 +80,8 @@ def test_an_outage_failed_run_resumes_when_the_provider_is_back(tmp_path: Path) 
     home, port = tmp_path / "home", free_port()
     run_id, env = fail_by_outage(tmp_path, port)
     failed = stored_run(home, run_id)
-    assert failed.status == "failed" and failed.failure_kind in {"server", "circuit_open"}
+    assert failed.status == "failed", failed.detail
+    assert failed.failure_kind in {"server", "circuit_open"}, failed.detail
     assert failed.engine_version == engine_version() and failed.settings_version == 1
 
     # (c) the failed run shows what its journal holds: one root turn and two sub-calls.
@@ -104,7 +105,7 @@ def test_an_outage_failed_run_resumes_when_the_provider_is_back(tmp_path: Path) 
     # (a) the provider is back: the resume completes and asks only for the second turn.
     with SimServerThread(SimConfig(port=port), CallablePolicy(policy)) as sim:
         resumed = cli(["runs", "resume", run_id, "--json"], env)
-        assert resumed.returncode == 0, resumed.stderr
+        assert resumed.returncode == 0, resumed.stderr + resumed.stdout[:2000]
         assert root_turns(sim) == [1] and len(sim.requests) == 1
     out = json.loads(resumed.stdout)
     assert out["answer"] == "answer to a & answer to b"
@@ -135,7 +136,7 @@ def test_a_diverging_resume_leaves_the_run_resumable(tmp_path: Path) -> None:
 
         update(home, nodes, turn_node, request_hash=recorded)
         resumed = cli(["runs", "resume", run_id, "--json"], env)
-        assert resumed.returncode == 0, resumed.stderr
+        assert resumed.returncode == 0, resumed.stderr + resumed.stdout[:2000]
         assert root_turns(sim) == [1]
     assert stored_run(home, run_id).status == "completed"
 
@@ -157,7 +158,7 @@ def test_resume_and_replay_under_another_engine_version_warn_first(tmp_path: Pat
     update(home, runs, runs.c.run_id == run_id, engine_version="0.0.1")
     with SimServerThread(SimConfig(port=port), CallablePolicy(policy)):
         resumed = cli(["runs", "resume", run_id, "--json"], env)
-    assert resumed.returncode == 0, resumed.stderr
+    assert resumed.returncode == 0, resumed.stderr + resumed.stdout[:2000]
     warning = resumed.stderr.split("rlm: warning: ", 1)[1]
     assert "0.0.1" in warning and engine_version() in warning and "diverge" in warning
 

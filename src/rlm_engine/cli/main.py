@@ -125,9 +125,15 @@ def report_error(
     print(f"rlm: {text}", file=sys.stderr)
     if remedy:
         print(f"rlm: hint: {remedy}", file=sys.stderr)
+    run_id = getattr(exc, "run_id", None)
+    if isinstance(run_id, str):  # the run it stopped is recorded: say which
+        print(f"rlm: run {run_id} is recorded; see `rlm runs show {run_id}`", file=sys.stderr)
     if as_json:
         error = {"type": type(exc).__name__, "message": str(exc), "hint": remedy}
-        print(json.dumps({"error": error, "exit_code": code}, ensure_ascii=False))
+        data: dict[str, object] = {"error": error, "exit_code": code}
+        if isinstance(run_id, str):
+            data["run_id"] = run_id
+        print(json.dumps(data, ensure_ascii=False))
     return code
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import getpass
 import tempfile
 import uuid
@@ -32,12 +33,14 @@ from rlm_engine.plugins.chain import load_entry_point_plugins
 from rlm_engine.plugins.defaults import default_plugins
 from rlm_engine.sandbox.base import ContextValue
 from rlm_engine.settings import Settings
+from rlm_engine.store.errors import StoreError
 from rlm_engine.store.memory_mapping import StoreMemory
 from rlm_engine.store.pinned_context import BackgroundPin, pinned_entries, restore_context
 from rlm_engine.store.protocol import Store
 from rlm_engine.store.records import JournalWrites, MemoryScope, NewRun, Run, RunTotals
 from rlm_engine.store.response_cache import StoreResponseCache
 from rlm_engine.store.run_rules import PERMANENT_FAILURES
+from rlm_engine.store.write_errors import StoreWriteError
 from rlm_engine.types import Completion, Message, ModelSettings
 
 HEARTBEAT_S = 30.0
@@ -45,11 +48,16 @@ HEARTBEAT_S = 30.0
 CONFIG_KEYS = (
     "max_iterations",
     "max_depth",
+    "max_children",
     "max_concurrency",
     "max_sub_calls",
+    "max_prompt_bytes",
+    "sub_context_tokens",
+    "max_answer_bytes",
     "max_cost_usd",
     "max_seconds",
     "cell_timeout_s",
+    "memory_mb",
     "output_mode",
     "response_cache",
     "max_tokens",
@@ -174,6 +182,9 @@ def build_rlm(
         env = provider_env(
             env, model, run_settings.get("base_url"), run_settings.get("api_key_env")
         )
+    request_timeout = run_settings.get("request_timeout_s")
+    if request_timeout is not None:  # stored with the run, so a resume waits as long
+        env = {**env, "RLM_REQUEST_TIMEOUT": str(request_timeout)}
     fallbacks: list[str] = list(run_settings.get("fallback_models", []))
     if offline:
         model, sub_model = (
@@ -219,6 +230,11 @@ class StoreEventSink:
         self._buffer: list[Event] = []
         self._task: asyncio.Task[None] | None = None
         self._now = asyncio.Event()  # set while draining: flush without waiting
+        self.error: StoreError | None = None
+        """The first failed write; `drain` raises it, so the run fails rather than end
+        without its audit trail."""
+        self.lost = 0
+        """Events that could not be recorded."""
 
     def __call__(self, event: Event) -> None:
         if event.run_id not in self.run_ids:
@@ -234,10 +250,24 @@ class StoreEventSink:
                     async with asyncio.timeout(self.FLUSH_EVERY_S):
                         await self._now.wait()
             batch, self._buffer = self._buffer, []
-            await self.store.journal_writer.write(JournalWrites(events=batch))
+            try:
+                await self.store.journal_writer.write(JournalWrites(events=batch))
+            except Exception as exc:
+                self._failed(exc, len(batch))
+
+    def _failed(self, exc: Exception, count: int) -> None:
+        self.lost += count
+        if self.error is not None:
+            return
+        if isinstance(exc, StoreError):
+            self.error = exc
+        else:
+            self.error = StoreWriteError(f"the store could not record events: {exc}")
+            self.error.__cause__ = exc
 
     async def drain(self) -> None:
-        """Commit every event received so far, now."""
+        """Commit every event received so far, now. Raises `StoreError` (naming how many
+        events were lost) if any event could not be recorded."""
         self._now.set()
         try:
             if self._task is not None:
@@ -245,6 +275,10 @@ class StoreEventSink:
             await self._flush()
         finally:
             self._now.clear()
+        if self.error is not None:
+            raise StoreWriteError(
+                f"{self.lost} event(s) of the audit trail could not be recorded: {self.error}"
+            ) from self.error
 
 
 def listeners(
@@ -374,14 +408,29 @@ async def journaled_run(
         result = await rlm.arun(question, context, run_id=run_id, journal=journal)
         if pin is not None:
             await pin.wait()  # raises what failed it, e.g. a file changed before its copy
-        return result
     finally:
         if gate is not None:
             rlm.plugins.remove(gate)
         beat.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await beat
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await beat  # a heartbeat the store refused: the run's own writes say why
+    try:
         await sink.drain()
+    except StoreError as exc:
+        return stopped_by(result, exc)
+    return result
+
+
+def stopped_by(result: RunResult, exc: RLMError, *, note: str = "") -> RunResult:
+    """``result`` as an ``error`` stop caused by ``exc`` (an earlier error stop keeps its
+    own cause; ``note`` is added to its detail)."""
+    if result.stop_reason == "error":
+        detail = f"{result.stop_detail}; {note}" if note else result.stop_detail
+        return dataclasses.replace(result, stop_detail=detail)
+    detail = f"{type(exc).__name__}: {exc}" + (f"; {note}" if note else "")
+    return dataclasses.replace(
+        result, stop_reason="error", stop_detail=detail, cause=ErrorCause.of(exc)
+    )
 
 
 def run_and_record(
@@ -434,6 +483,7 @@ def run_and_record(
     try:
         with progress:
             result = asyncio.run(interrupts.guard(go()))
+        return _closed(store, result, resuming)
     except (asyncio.CancelledError, KeyboardInterrupt) as exc:
         if isinstance(exc, asyncio.CancelledError) and interrupts.signal_name is None:
             raise
@@ -442,7 +492,27 @@ def run_and_record(
         store.finish_run(run_id, status="interrupted", stop_reason="interrupted", detail=detail)
         raise RunInterrupted(run_id, interrupts.signal_name or "SIGINT") from None
     except RLMError as exc:
-        record_failure(store, run_id, f"{type(exc).__name__}: {exc}", ErrorCause.of(exc), resuming)
+        exc.run_id = run_id  # pyright: ignore[reportAttributeAccessIssue]
+        try:
+            record_failure(
+                store, run_id, f"{type(exc).__name__}: {exc}", ErrorCause.of(exc), resuming
+            )
+        except StoreError as unrecorded:
+            unrecorded.run_id = run_id  # pyright: ignore[reportAttributeAccessIssue]
+            raise unrecorded from exc
         raise
-    close_run(store, result, resuming)
+
+
+def _closed(store: Store, result: RunResult, resuming: Run | None) -> RunResult:
+    """Record the run's outcome; if the store cannot (its disk is full), the run ends as a
+    ``store`` failure with the outcome it reached kept in its journal: `rlm runs resume`
+    records it once the store can write again."""
+    try:
+        close_run(store, result, resuming)
+    except StoreError as exc:
+        note = f"the outcome could not be recorded ({exc})"
+        stopped = stopped_by(result, exc, note=note)
+        with contextlib.suppress(StoreError):  # the failure itself may fit where more did not
+            record_failure(store, result.run_id, stopped.stop_detail, stopped.cause, resuming)
+        return stopped
     return result

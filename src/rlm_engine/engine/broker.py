@@ -14,11 +14,13 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any, cast
 
 from rlm_engine.engine.calls import call_model
+from rlm_engine.engine.caps import check_prompt
 from rlm_engine.engine.state import TreeState
 from rlm_engine.engine.tree import CallNode
 from rlm_engine.errors import RLMError
 from rlm_engine.events import Origin, SubcallFinished, SubcallStarted
 from rlm_engine.lm.base import LanguageModel
+from rlm_engine.lm.context_windows import context_window_tokens
 from rlm_engine.types import Message
 
 # Starts a child RLM on (prompt, context) under the given node and returns its answer.
@@ -92,12 +94,28 @@ class Broker:
             return self._state.sub_model
         return self._state.resolve_model(_text(name, "model"))
 
+    def _check_prompt(self, prompt: str, model: LanguageModel, what: str) -> None:
+        """Hold a prompt to the byte cap and the model's window before anything is sent.
+
+        Here, on the host, so that a forged frame that skips the REPL's helpers is held
+        to the same caps."""
+        config = self._state.config
+        window = config.sub_context_tokens or context_window_tokens(model.name)
+        check_prompt(prompt, max_bytes=config.max_prompt_bytes, window_tokens=window, what=what)
+
     async def _tracked(
-        self, kind: str, prompt_chars: int, work: Callable[[CallNode], Awaitable[str]]
+        self,
+        kind: str,
+        prompt_chars: int,
+        work: Callable[[CallNode], Awaitable[str]],
+        *,
+        reserved: bool = False,
     ) -> str:
-        """Run one sub-call under the current cell's node with budget and events."""
+        """Run one sub-call under the current cell's node with budget and events.
+
+        ``reserved``: its batch already took its share of the sub-call budget."""
         state = self._state
-        if kind != "tool":  # tools are the user's own code; only model work counts
+        if kind != "tool" and not reserved:  # tools are the user's code; model work counts
             state.budget.take_sub_call()
         node = self._current_node().add(cast(Any, kind), label=f"{kind} sub-call")
         call_id = state.next_call_id()
@@ -129,7 +147,9 @@ class Broker:
         )
         return result
 
-    async def _plain_call(self, prompt: str, model: LanguageModel) -> str:
+    async def _plain_call(
+        self, prompt: str, model: LanguageModel, *, reserved: bool = False
+    ) -> str:
         async def work(node: CallNode) -> str:
             # The slot bounds calls at the provider; it is not held while the reply is
             # journaled (the journal's group commit serves every finished call at once).
@@ -145,12 +165,13 @@ class Broker:
             )
             return completion.text
 
-        return await self._tracked("llm", len(prompt), work)
+        return await self._tracked("llm", len(prompt), work, reserved=reserved)
 
     async def _llm_query(self, params: Mapping[str, Any]) -> str:
-        return await self._plain_call(
-            _text(params.get("prompt"), "prompt"), self._model(params.get("model"))
-        )
+        prompt = _text(params.get("prompt"), "prompt")
+        model = self._model(params.get("model"))
+        self._check_prompt(prompt, model, "llm_query")
+        return await self._plain_call(prompt, model)
 
     async def _gather(self, calls: Sequence[Awaitable[str]]) -> list[str]:
         """Run calls concurrently; one failure becomes an error string in its slot instead
@@ -169,22 +190,46 @@ class Broker:
     async def _llm_query_batched(self, params: Mapping[str, Any]) -> list[str]:
         prompts = _texts(params.get("prompts"), "prompts")
         model = self._model(params.get("model"))
-        return await self._gather([self._plain_call(p, model) for p in prompts])
+        # Every prompt is checked and the whole batch reserved before the first request:
+        # a refused batch costs nothing.
+        for i, prompt in enumerate(prompts):
+            self._check_prompt(prompt, model, f"llm_query_batched (prompts[{i}])")
+        self._state.budget.take_sub_calls(len(prompts))
+        return await self._gather([self._plain_call(p, model, reserved=True) for p in prompts])
 
-    async def _child(self, prompt: str, context: Any) -> str:
-        if not self.can_recurse:
-            text = _context_as_text(context)
-            full = f"{prompt}\n\nContext:\n{text}" if text else prompt
-            return await self._plain_call(full, self._state.sub_model)
+    def _check_child(self, prompt: str, context: Any, what: str) -> str | None:
+        """The plain prompt a child becomes at the depth limit (checked), else ``None``."""
+        if self.can_recurse:  # a child's window is its own root's: only the byte cap here
+            max_bytes = self._state.config.max_prompt_bytes
+            check_prompt(prompt, max_bytes=max_bytes, window_tokens=None, what=what)
+            return None
+        text = _context_as_text(context)
+        full = f"{prompt}\n\nContext:\n{text}" if text else prompt
+        self._check_prompt(full, self._state.sub_model, what)
+        return full
+
+    async def _child(
+        self, prompt: str, context: Any, plain: str | None, *, reserved: bool = False
+    ) -> str:
+        if plain is not None:
+            return await self._plain_call(plain, self._state.sub_model, reserved=reserved)
 
         async def work(node: CallNode) -> str:
-            async with self._state.child_slots:
+            # Per-depth slots: a parent waiting on its children never holds theirs.
+            async with self._state.children.slot(self._depth + 1):
                 return await self._spawn_child(prompt, context, node)
 
-        return await self._tracked("rlm", len(prompt), work)
+        return await self._tracked("rlm", len(prompt), work, reserved=reserved)
 
     async def _rlm_query(self, params: Mapping[str, Any]) -> str:
-        return await self._child(_text(params.get("prompt"), "prompt"), params.get("context"))
+        prompt = _text(params.get("prompt"), "prompt")
+        context = params.get("context")
+        plain = self._check_child(prompt, context, "rlm_query")
+        if plain is None:
+            # Counted before the sub-call is taken: if that is refused, the sub-call budget
+            # is spent and no child can start again, so the count no longer matters.
+            self._state.children.admit(1, "rlm_query")
+        return await self._child(prompt, context, plain)
 
     async def _rlm_query_batched(self, params: Mapping[str, Any]) -> list[str]:
         prompts = _texts(params.get("prompts"), "prompts")
@@ -195,8 +240,22 @@ class Broker:
             contexts = cast(list[Any], raw_contexts)
         else:
             raise BrokerError("contexts must be None or a list as long as prompts")
+        pairs = list(zip(prompts, contexts, strict=True))
+        plains = [
+            self._check_child(p, c, f"rlm_query_batched (prompts[{i}])")
+            for i, (p, c) in enumerate(pairs)
+        ]
+        starts = sum(plain is None for plain in plains)
+        # Checked before the sub-call budget is taken and counted after, so a refusal by
+        # either leaves the other as it was.
+        self._state.children.check(starts, "rlm_query_batched")
+        self._state.budget.take_sub_calls(len(pairs))
+        self._state.children.admit(starts, "rlm_query_batched")
         return await self._gather(
-            [self._child(p, c) for p, c in zip(prompts, contexts, strict=True)]
+            [
+                self._child(p, c, plain, reserved=True)
+                for (p, c), plain in zip(pairs, plains, strict=True)
+            ]
         )
 
     async def _tool(self, params: Mapping[str, Any]) -> Any:

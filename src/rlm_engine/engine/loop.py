@@ -14,6 +14,7 @@ from pydantic import ValidationError
 from rlm_engine.engine import prompts
 from rlm_engine.engine.broker import Broker
 from rlm_engine.engine.calls import call_model
+from rlm_engine.engine.caps import answer_refusal
 from rlm_engine.engine.capsule import compact, needs_compaction
 from rlm_engine.engine.divergence import Divergences
 from rlm_engine.engine.host_relay import HostRelay
@@ -422,6 +423,9 @@ class RunLoop:
 
     async def _accept(self, final: FinalValue) -> tuple[Outcome | None, str]:
         """Turn a FINAL/SUBMIT into an outcome, validating against the output schema."""
+        refused = answer_refusal(final.kind, final.answer, self.state.config.max_answer_bytes)
+        if refused is not None:
+            return None, refused
         schema = self.state.output_schema
         if schema is None:
             if final.kind == "submit":
@@ -527,7 +531,11 @@ class RunLoop:
         await self.state.plugins.after_cell(info, result)
         if result.status == "killed":
             restored = await self._restart(result)
-            result = replace(result, error=_restart_note(restored, len(self._executed)))
+            # Keep why it died (over the memory budget, broke the protocol, CPU): the root
+            # needs the reason to do something else.
+            why = result.error or ""
+            note = _restart_note(restored, len(self._executed))
+            result = replace(result, error=f"{why} {note}".strip())
         else:
             if clock is not None:  # a restore replays the precise clocks this run read
                 clock = replace(clock, reads=clock.reads or result.clock_reads)
@@ -601,8 +609,8 @@ class RunLoop:
             )
         elif result.status == "killed":
             parts.append(
-                "SandboxRestarted: the cell did not stop when interrupted, so the REPL was "
-                f"killed and started again. {result.error or ''}".strip()
+                "SandboxRestarted: the REPL was killed and started again. "
+                f"{result.error or ''}".strip()
             )
         if result.dropped_chars:
             parts.append(f"[{result.dropped_chars:,} further characters of output were discarded]")

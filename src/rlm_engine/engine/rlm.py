@@ -141,9 +141,11 @@ class RLM:
         self.memory: MutableMapping[str, Any] = {} if memory is None else memory
         if sandbox_factory is None:
             from rlm_engine.sandbox.factory import sandbox_factory as local_factory
+            from rlm_engine.sandbox.limits import Limits
 
             # "strict" raises IsolationUnavailable here, before any model is called.
-            sandbox_factory = local_factory(isolation=isolation)
+            limits = Limits(memory_mb=self.config.memory_mb)
+            sandbox_factory = local_factory(isolation=isolation, limits=limits)
         self._sandbox_factory = sandbox_factory
         self._listeners: list[EventListener] = [on_event] if on_event is not None else []
         self._session: Session | None = None

@@ -36,6 +36,10 @@ if TYPE_CHECKING:
     )
 
 DEFAULT_TIMEOUT_S = 600.0
+# The longest silence between two reads of a reply: a provider that accepted the request
+# and then stopped sending must not hold a run for the whole request timeout.
+# ``RLM_REQUEST_TIMEOUT`` (``rlm ask --request-timeout``) sets it per run.
+DEFAULT_READ_TIMEOUT_S = 120.0
 
 # OpenAI's newer models take max_completion_tokens; most compatible servers max_tokens.
 MaxTokensParam = Literal["max_completion_tokens", "max_tokens"]
@@ -60,6 +64,7 @@ class OpenAIChatModel:
         provider: str = "openai",
         base_url: str | None = None,
         timeout_s: float = DEFAULT_TIMEOUT_S,
+        read_timeout_s: float = DEFAULT_READ_TIMEOUT_S,
         max_tokens_param: MaxTokensParam = "max_completion_tokens",
         default_headers: Mapping[str, str] | None = None,
         client: AsyncOpenAI | None = None,
@@ -70,6 +75,9 @@ class OpenAIChatModel:
         self._api_key = api_key
         self._base_url = base_url
         self._timeout_s = timeout_s
+        # Public so the registry can apply ``RLM_REQUEST_TIMEOUT`` before the first call
+        # (clients are built lazily, with the value current then).
+        self.read_timeout_s = read_timeout_s
         self._max_tokens_param = max_tokens_param
         self._default_headers = dict(default_headers or {})
         # aiohttp's pool stays cheap with many requests in flight, so one client per loop
@@ -108,7 +116,7 @@ class OpenAIChatModel:
         return AsyncOpenAI(
             api_key=self._api_key,
             base_url=self._base_url,
-            timeout=self._timeout_s,
+            timeout=self._sdk_timeout(self._timeout_s),
             max_retries=0,
             default_headers=self._default_headers or None,
             # aiohttp transport: httpx's connection pool does work proportional to its
@@ -116,6 +124,14 @@ class OpenAIChatModel:
             # 64 in flight take 8x the ideal time; aiohttp keeps it near the ideal.
             http_client=DefaultAioHttpClient(),
         )
+
+    def _read_timeout(self, total_s: float) -> float:
+        return min(self.read_timeout_s, total_s)
+
+    def _sdk_timeout(self, total_s: float) -> Any:
+        import httpx
+
+        return httpx.Timeout(total_s, read=self._read_timeout(total_s))
 
     async def aclose(self) -> None:
         """Close the HTTP clients opened in the running event loop."""
@@ -142,7 +158,7 @@ class OpenAIChatModel:
         body = self._body(messages, settings)
         options: dict[str, Any] = {}
         if settings.timeout_s is not None:
-            options["timeout"] = settings.timeout_s
+            options["timeout"] = self._sdk_timeout(settings.timeout_s)
         response = await client.post(
             "/chat/completions", body=body, cast_to=httpx.Response, options=cast(Any, options)
         )
@@ -166,7 +182,9 @@ class OpenAIChatModel:
             else omit,
             max_tokens=limit if self._max_tokens_param == "max_tokens" else omit,
             stop=list(settings.stop) if settings.stop else omit,
-            timeout=settings.timeout_s if settings.timeout_s is not None else NOT_GIVEN,
+            timeout=self._sdk_timeout(settings.timeout_s)
+            if settings.timeout_s is not None
+            else NOT_GIVEN,
             stream=True,
             stream_options={"include_usage": True},
         )
@@ -181,7 +199,9 @@ class OpenAIChatModel:
             if self._direct is not None:
                 timeout = settings.timeout_s if settings.timeout_s is not None else self._timeout_s
                 body = self._body(messages, settings)
-                response = await self._direct.post(body, timeout_s=timeout)
+                response = await self._direct.post(
+                    body, timeout_s=timeout, read_timeout_s=self._read_timeout(timeout)
+                )
             else:
                 async with self._clients.lease() as client:
                     response = await self._post(client, messages, settings)
@@ -269,6 +289,11 @@ def map_openai_error(exc: Exception, provider: str) -> Exception:
     return exc
 
 
+# aiohttp failures the SDK's transport reports as connect timeouts although the server
+# went away mid-reply.
+_DISCONNECTS = frozenset({"ServerDisconnectedError", "ClientPayloadError", "ClientOSError"})
+
+
 def _refused(exc: BaseException) -> bool:
     """Whether a "timeout" was really a refused or failed connect.
 
@@ -278,6 +303,8 @@ def _refused(exc: BaseException) -> bool:
     cause = exc.__cause__ or exc.__context__
     while cause is not None:
         if isinstance(cause, OSError) and not isinstance(cause, TimeoutError):
+            return True
+        if type(cause).__name__ in _DISCONNECTS:
             return True
         cause = cause.__cause__ or cause.__context__
     return False

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import itertools
+import logging
 import os
 import signal
 import subprocess
@@ -24,10 +25,13 @@ from rlm_engine.sandbox.host_protocol import (
     Call,
     InvalidCall,
     ProtocolViolation,
+    as_object,
     frame_id,
     parse_call,
 )
 from rlm_engine.sandbox.raw_output import RawOutput
+
+_log = logging.getLogger(__name__)
 
 MAX_CALLS_IN_FLIGHT = 1024
 EOF_GRACE_S = 1.0
@@ -118,7 +122,13 @@ class WorkerProcess:
         self._exit_watch: asyncio.Task[None] | None = None
         self._exited = False
         self._violated = False
+        self._cell: int | None = None
+        """Id of the ``exec`` command running now: only its calls and final are accepted."""
+        self.stale_frames = 0
+        """Calls and finals refused because they came from an earlier cell's thread."""
         self.death_reason = ""
+        self.stop_kind = ""
+        """``memory`` or ``inodes`` when the watchdog killed the worker."""
         self.pid: int | None = None
 
     @property
@@ -235,6 +245,14 @@ class WorkerProcess:
         """SIGKILL without waiting or touching the event loop."""
         self._signal(signal.SIGKILL)
 
+    def stop_from_thread(self, kind: str, reason: str) -> None:
+        """A typed stop from the watchdog's thread: the reason is set before the kill,
+        so the exit watcher reports it instead of the bare signal."""
+        if self.running and not self.stop_kind:
+            self.stop_kind = kind
+            self.death_reason = reason
+            self._signal(signal.SIGKILL)
+
     def violation(self, reason: str) -> None:
         """The worker broke the protocol: it can no longer be trusted, so kill it."""
         if self.running and not self._violated:
@@ -345,7 +363,11 @@ class WorkerProcess:
             self.violation(str(exc))
             return False
         for message in messages:
-            self._dispatch(message)
+            try:
+                self._dispatch(message)
+            except Exception as exc:  # a frame no check foresaw still only ends this worker
+                self.violation(f"a frame could not be handled: {type(exc).__name__}")
+                return False
         return True
 
     def _forget_reader(self, fd: int) -> None:
@@ -363,6 +385,9 @@ class WorkerProcess:
             call_id = frame_id(message)
             future = self._pending.pop(call_id, None) if call_id is not None else None
             if future is not None and not future.done():
+                if call_id is not None and call_id == self._cell:
+                    self._cell = None
+                    self._drop_stale_final(message, call_id)
                 self.drain_output()  # raw output written before the reply belongs to it
                 future.set_result(message)
         elif kind == "ready":
@@ -370,6 +395,28 @@ class WorkerProcess:
                 self._ready.set_result(None)
         else:
             self.violation(f"unexpected frame type {kind!r}")
+
+    def _drop_stale_final(self, message: dict[str, Any], cell: int) -> None:
+        value = as_object(message.get("value"))
+        final = as_object(value.get("final")) if value is not None else None
+        if value is not None and final is not None and final.get("cell") != cell:
+            value["final"] = None
+            self._stale("a final answer", final.get("cell"), cell)
+        ignored = value.get("stale_finals") if value is not None else None
+        if isinstance(ignored, int) and not isinstance(ignored, bool) and 0 < ignored < 2**31:
+            # The worker already ignored these; the host counts them with its own.
+            self.stale_frames += ignored - 1
+            self._stale(f"{ignored} final answer(s)", None, cell)
+
+    def _stale(self, what: str, sender: object, running: int | None) -> None:
+        self.stale_frames += 1
+        _log.warning(
+            "ignored %s from a thread of an earlier cell (cell %r, running %r); %d so far",
+            what,
+            sender,
+            running,
+            self.stale_frames,
+        )
 
     def _on_output(self) -> None:
         self._read_output()
@@ -421,6 +468,8 @@ class WorkerProcess:
             return future
         call_id = next(self._ids)
         self._pending[call_id] = future
+        if kind == "exec":
+            self._cell = call_id
         self._write({"type": kind, "id": call_id, **fields})
         return future
 
@@ -449,6 +498,17 @@ class WorkerProcess:
             return
         except InvalidCall as exc:
             self._reply_error(exc.call_id, str(exc))
+            return
+        cell = message.get("cell")
+        if self._cell is None or cell != self._cell or isinstance(cell, bool):
+            self._stale(f"a {call.method} call", cell, self._cell)
+            self._reply_error(
+                call.id,
+                f"{call.method} was refused: it came from a thread started by an earlier cell, "
+                "which cannot call for the running one. Start threads in the cell that uses "
+                "them and join them before the cell ends (or use the *_batched helpers).",
+                "stale",
+            )
             return
         if len(self._calls) >= MAX_CALLS_IN_FLIGHT:
             self._reply_error(

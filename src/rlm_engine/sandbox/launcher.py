@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from rlm_engine.errors import SandboxError
+from rlm_engine.sandbox import seccomp
 from rlm_engine.sandbox.isolation import Capabilities, IsolationLevel
 from rlm_engine.sandbox.limits import MIB, Limits
 
@@ -151,6 +152,7 @@ WORKER_MODULES = (
     "rlm_engine.sandbox.corpus",
     "rlm_engine.sandbox.landlock",
     "rlm_engine.sandbox.large_text",
+    "rlm_engine.sandbox.seccomp",
     "rlm_engine.sandbox.wire",
     "rlm_engine.sandbox.worker",
     "rlm_engine.sandbox.worker_cell",
@@ -194,18 +196,23 @@ def cache_worker_bytecode() -> None:
 
 
 WORKER_BOOT = (
-    "import sys; sys.path[:] = {path!r}; "
+    "import sys; sys.path[:] = {path!r}; {filter}"
     "from rlm_engine.sandbox.worker import main; raise SystemExit(main())"
 )
+# Before the worker's first import: no code the worker runs is ever unfiltered.
+FILTER_BOOT = "from rlm_engine.sandbox.seccomp import install; install(); "
+SECCOMP_FILE = "seccomp.bpf"
 
 
-def worker_argv(python: str, extra: Sequence[str]) -> list[str]:
+def worker_argv(python: str, extra: Sequence[str], *, filtered: bool = False) -> list[str]:
     """The worker command itself, identical under every level.
 
     ``-I`` ignores the environment and the user's site directory; ``-S`` skips ``site``
     (scanning site-packages and running its ``.pth`` files costs milliseconds at every
     start): the import path it would have built is passed in, so the REPL imports exactly
     what it could before. The worker adds the builtins ``site`` would (``exit``, ``help``).
+    ``filtered``: the worker puts itself under the seccomp filter first (where no
+    launcher installs it).
     """
     path = list(interpreter_sys_path(python))
     # This package may be importable only through a hook a .pth file installs (some
@@ -213,7 +220,7 @@ def worker_argv(python: str, extra: Sequence[str]) -> list[str]:
     package_root = str(Path(__file__).resolve().parents[2])
     if package_root not in path:
         path.append(package_root)
-    boot = WORKER_BOOT.format(path=path)
+    boot = WORKER_BOOT.format(path=path, filter=FILTER_BOOT if filtered else "")
     return [python, "-I", "-S", "-c", boot, *extra]
 
 
@@ -246,7 +253,7 @@ def bubblewrap_launch(
     assert caps.bwrap is not None
     home = str(workdir)
     tmpfs_size = str(limits.disk_mb * MIB) if limits.disk_mb else None
-    args = [caps.bwrap, "--die-with-parent", "--new-session", "--clearenv"]
+    args = [caps.bwrap, "--seccomp", "9", "--die-with-parent", "--new-session", "--clearenv"]
     args += ["--unshare-ipc", "--unshare-pid", "--unshare-net", "--unshare-uts"]
     args += ["--unshare-cgroup-try", "--hostname", "sandbox"]
     if caps.is_root:
@@ -258,10 +265,14 @@ def bubblewrap_launch(
         args += ["--cap-add", "CAP_SETPCAP"]
     else:
         args += ["--unshare-user", "--cap-drop", "ALL"]
+        args += ["--disable-userns"] if caps.bwrap_disables_userns else []
     args += _system_binds()
     args += ["--proc", "/proc", "--dev", "/dev"]
     size = ["--size", tmpfs_size] if tmpfs_size else []
     args += ["--perms", "1777", *size, "--tmpfs", "/tmp"]
+    # bubblewrap's /dev/shm is root's: the dedicated uid needs it for semaphores
+    # (multiprocessing's locks, queues and pools).
+    args += ["--perms", "1777", *size, "--tmpfs", "/dev/shm"]
     # After /tmp, so an interpreter that lives under /tmp is not hidden by the tmpfs.
     args += _readable_binds(interpreter_paths(python))
     for parent in _parents(home):
@@ -280,9 +291,36 @@ def bubblewrap_launch(
         if uid is None:
             raise SandboxError("a uid is needed to run the worker as non-root")
         args += _setpriv(caps, uid)
-    argv = [*args, *worker_argv(python, worker_args)]
+    argv = [*_seccomp_fd(workdir), *args, *worker_argv(python, worker_args)]
     outer_env = {"PATH": SANDBOX_PATH}  # bwrap itself: nothing of the host's environment
     return Launch("bubblewrap", tuple(argv), outer_env, workdir, home, inside_ws, uid)
+
+
+def _seccomp_fd(workdir: Path) -> list[str]:
+    """A shell that opens the filter on a free descriptor and becomes bubblewrap, which
+    reads it and closes it. The protocol pipes keep the numbers the host gave them, so
+    the shell takes the highest single-digit descriptor they do not use and puts it in
+    place of the ``9`` after ``--seccomp``. The file stays in the host's working
+    directory, hidden from the worker by its tmpfs."""
+    path = workdir / SECCOMP_FILE
+    path.write_bytes(_filter_program())
+    return ["/bin/sh", "-c", _OPEN_FILTER, str(path)]
+
+
+# $0: the filter's file; $1 bwrap, $2 --seccomp, $3 the placeholder 9, then the rest.
+_OPEN_FILTER = (
+    "for n in 9 8 7 6 5 4 3; do [ -e /proc/self/fd/$n ] || break; done; "
+    '[ -e /proc/self/fd/$n ] && { echo "no free descriptor for the seccomp filter" >&2; '
+    "exit 1; }; "
+    r'eval "exec $n<\"\$0\"" && b=$1 && shift 3 && exec "$b" --seccomp "$n" "$@"'
+)
+
+
+def _filter_program() -> bytes:
+    try:
+        return seccomp.program()
+    except seccomp.SeccompUnavailable as exc:
+        raise SandboxError(str(exc)) from None
 
 
 def unshare_launch(
@@ -317,7 +355,8 @@ def unshare_launch(
         extra += ["--landlock", ",".join(writable)]
     else:
         notes.append("Landlock is unavailable: file writes are limited by the uid only")
-    argv = [*args, *worker_argv(python, extra)]
+    _filter_program()  # refuse here, not in the worker, where no list exists
+    argv = [*args, *worker_argv(python, extra, filtered=True)]
     home = str(workdir)
     return Launch(
         "unshare",

@@ -42,9 +42,10 @@ from rlm_engine.sandbox.host_protocol import (
     parse_vars,
 )
 from rlm_engine.sandbox.isolation import ISOLATION_MODES, IsolationLevel, IsolationMode
-from rlm_engine.sandbox.limits import Limits
+from rlm_engine.sandbox.limits import Limits, process_limit_note
 from rlm_engine.sandbox.local_launch import PreparedWorker, WorkerOptions, prepare_worker
 from rlm_engine.sandbox.raw_output import RawOutput
+from rlm_engine.sandbox.watchdog import Watchdog, memory_message, start_watchdog
 from rlm_engine.sandbox.worker_names import RESERVED_NAMES
 
 START_TIMEOUT_S = 30.0
@@ -120,6 +121,7 @@ class LocalSandbox:
         self._prepared: PreparedWorker | None = None
         self._workdir: Path | None = None
         self._link: WorkerProcess | None = None
+        self._watchdog: Watchdog | None = None
         self._closed = False
         self._lock = asyncio.Lock()
         self._contexts = 0
@@ -171,6 +173,8 @@ class LocalSandbox:
         self._closed = True
         if self._link is not None:
             self._link.kill_now()
+        if self._watchdog is not None:
+            self._watchdog.close()
         if self._prepared is not None:
             self._prepared.release()
 
@@ -204,6 +208,7 @@ class LocalSandbox:
             await link.spawn(launch.argv, cwd=launch.cwd, env=launch.env, stdio=launch.stdio)
             await link.wait_ready(START_TIMEOUT_S)
             link.locate_worker()
+            self._watchdog = start_watchdog(prepared, link, self._options.limits)
         except BaseException:
             await self.close()
             raise
@@ -222,6 +227,8 @@ class LocalSandbox:
             task.cancel()
         if self._link is not None:
             await self._link.shutdown()
+        if self._watchdog is not None:
+            self._watchdog.close()
         if self._prepared is not None:
             await asyncio.to_thread(self._prepared.release)
 
@@ -326,6 +333,8 @@ class LocalSandbox:
         output, dropped = self._cap_output(cell.output + raw, cell.dropped + raw_dropped)
         status: CellStatus = "ok" if cell.ok else "error"
         error = cell.error
+        if error:
+            error += process_limit_note(error, self._options.limits)
         if timeout_s is not None and cell.interrupted:
             status = "timeout"
             link.cancel_calls("the cell was interrupted")
@@ -338,11 +347,18 @@ class LocalSandbox:
     def _dead_result(self, link: WorkerProcess, began: float) -> CellResult:
         raw, raw_dropped = link.take_raw_output()
         output, dropped = self._cap_output(raw, raw_dropped)
+        cgroup = None if self._prepared is None else self._prepared.cgroup
+        if not link.stop_kind and cgroup is not None and cgroup.oom_killed():
+            link.stop_kind = "memory"
+            link.death_reason = memory_message(self._options.limits.memory_mb, 0)
+        error = f"SandboxKilled: {link.death_reason}."
+        if link.stop_kind:  # a typed stop: its message leads, with what to do
+            error = link.death_reason
         return CellResult(
             status="killed",
             output=output,
-            error=f"SandboxKilled: {link.death_reason}. The REPL process is gone and all its "
-            "variables are lost; a new sandbox must be started.",
+            error=f"{error} The REPL process is gone and all its variables are lost; a new "
+            "sandbox must be started.",
             duration_s=asyncio.get_running_loop().time() - began,
             dropped_chars=dropped,
         )

@@ -35,7 +35,7 @@ from rlm_engine.sandbox.worker_cell import (
 from rlm_engine.sandbox.worker_channel import HostChannel, exit_with_host
 from rlm_engine.sandbox.worker_context import load_context
 from rlm_engine.sandbox.worker_limits import apply_rlimits
-from rlm_engine.sandbox.worker_names import RESERVED_NAMES, ReplNames, VarsReport
+from rlm_engine.sandbox.worker_names import RESERVED_NAMES, Pristine, ReplNames, VarsReport
 
 if TYPE_CHECKING:
     from rlm_engine.sandbox.worker_snapshot import Snapshots
@@ -64,7 +64,11 @@ class Worker:
         self._channel = HostChannel(out_fd)
         self._commands: queue.SimpleQueue[dict[str, Any]] = queue.SimpleQueue()
         self._namespace: dict[str, Any] = {"__name__": "__main__", "__builtins__": builtins}
-        self._names = ReplNames(self._channel, self._namespace, tools, workspace=workspace)
+        self._names = ReplNames(
+            self._channel, self._namespace, tools, workspace=workspace, owner=self._channel.owner
+        )
+        self._pristine: Pristine | None = None
+        self._helpers = self._names.helpers()
         self._interrupt = SoftInterrupt()
         self._output = CappedOutput(output_cap, hard_cap)
         self._cells = 0
@@ -75,6 +79,7 @@ class Worker:
         self._interrupt.install()
         self._names.install()
         self._channel.start()
+        self._pristine = _pristine(self._channel)
         reader = threading.Thread(target=self._read_loop, name="rlm-wire-reader", daemon=True)
         reader.start()
         self._channel.send({"type": "ready", "pid": os.getpid()})
@@ -116,6 +121,7 @@ class Worker:
                 if not isinstance(tools, list) or names != tools:
                     raise TypeError("set_tools needs a list of names")
                 self._names.set_tools(names)
+                self._helpers = self._names.helpers()
                 self._names.install()
                 value = None
             else:
@@ -128,9 +134,11 @@ class Worker:
         """An ``exec`` command: with a ``clock`` (journaled runs) the cell runs on the
         replay-stable clock and entropy, and its reply carries its precise-clock reads."""
         code = str(message.get("code", ""))
+        cell_id = message.get("id")
+        cell = cell_id if isinstance(cell_id, int) else 0
         clock = message.get("clock")
         if not isinstance(clock, int | float) or isinstance(clock, bool):
-            return self._exec(code)
+            return self._exec(code, cell)
         from rlm_engine.sandbox import worker_clock
 
         entropy = message.get("entropy")
@@ -142,16 +150,18 @@ class Worker:
         )
         worker_clock.start(float(clock), entropy if isinstance(entropy, str) else None, replay)
         try:
-            value = self._exec(code)
+            value = self._exec(code, cell)
         finally:
             recorded = worker_clock.finish()
         value["clock_reads"] = recorded
         return value
 
-    def _exec(self, code: str) -> dict[str, Any]:
+    def _exec(self, code: str, cell: int) -> dict[str, Any]:
         self._cells += 1
+        self._repair()
         self._names.final = None
         self._names.install()
+        self._channel.owner.begin(cell)
         # Reinstalled around every cell: a cell may have replaced the SIGINT handler.
         self._interrupt.install()
         stdout, stderr = sys.stdout, sys.stderr
@@ -162,6 +172,10 @@ class Worker:
                 code, self._namespace, f"<cell-{self._cells}>", self._interrupt, self._show
             )
         finally:
+            stale_finals = self._channel.owner.stale_finals
+            # Before the reply is built: the worker's own code must run untampered.
+            self._repair()
+            self._channel.owner.end()
             restore(stdout, stderr)
             self._interrupt.install()
             self._names.install()
@@ -174,7 +188,15 @@ class Worker:
             "dropped": dropped,
             "interrupted": self._interrupt.fired,
             "duration": _perf_counter() - started,
+            "stale_finals": stale_finals,
         }
+
+    def _repair(self) -> None:
+        """Undo a previous cell's tampering with the helpers, builtins and channel."""
+        if self._pristine is not None:
+            self._pristine.restore()
+        self._namespace["__builtins__"] = builtins
+        self._names.rewire(self._channel, self._namespace, self._channel.owner, self._helpers)
 
     def _snapshot_command(self, kind: str, message: dict[str, Any]) -> dict[str, Any]:
         """Snapshot the namespace, or restore one (``worker_snapshot``; imported on first
@@ -212,6 +234,37 @@ class Worker:
         """Echo a cell's trailing expression like a notebook does."""
         if value is not None and not isinstance(value, VarsReport):
             print(repr(value))
+
+
+def _pristine(channel: HostChannel) -> Pristine:
+    """The worker's own modules as they are before any cell ran."""
+    import json
+    import json.decoder
+    import json.encoder
+
+    from rlm_engine.sandbox import (
+        corpus,
+        large_text,
+        worker_cell,
+        worker_channel,
+        worker_names,
+        worker_workspace,
+    )
+
+    modules = [
+        sys.modules[__name__],
+        wire,
+        worker_cell,
+        worker_channel,
+        worker_names,
+        worker_workspace,
+        corpus,
+        large_text,
+        json,
+        json.decoder,
+        json.encoder,
+    ]
+    return Pristine(modules, [channel, channel.owner])
 
 
 def _parse_args(argv: list[str]) -> dict[str, str]:

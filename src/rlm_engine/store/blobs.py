@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import BinaryIO, Protocol, runtime_checkable
 
 from rlm_engine.store.errors import BlobNotFoundError, StoreError
+from rlm_engine.store.write_errors import store_write_error
 
 _REF = re.compile(r"^[0-9a-f]{64}$")
 _CHUNK = 1 << 20
@@ -88,6 +89,35 @@ class LocalBlobStore(BlobStore):
 
     def __init__(self, root: Path) -> None:
         self.root = root
+
+    # Space set aside on the store's disk, given up when the disk is full so that how a
+    # run ended can still be recorded (the run stays resumable either way).
+    RESERVE_NAME = "reserve"
+    RESERVE_BYTES = 256 * 1024
+
+    def keep_reserve(self) -> None:
+        """Set the reserve aside if it is not (best effort: a full or read-only disk keeps
+        none, and the store works without it)."""
+        reserve = self.root / self.RESERVE_NAME
+        if reserve.exists():
+            return
+        tmp = self.root / f".tmp-{self.RESERVE_NAME}"
+        try:
+            self.root.mkdir(parents=True, exist_ok=True)
+            with tmp.open("wb") as out:
+                out.write(b"\0" * self.RESERVE_BYTES)
+            tmp.replace(reserve)
+        except OSError:
+            with contextlib.suppress(OSError):
+                tmp.unlink(missing_ok=True)
+
+    def release_reserve(self) -> bool:
+        """Give the reserve's space back to the disk; False if there was none."""
+        try:
+            (self.root / self.RESERVE_NAME).unlink()
+        except OSError:
+            return False
+        return True
 
     def path(self, ref: str) -> Path:
         """Where the blob `ref` lives (whether or not it exists)."""
@@ -167,9 +197,12 @@ class LocalBlobStore(BlobStore):
             if digest.hexdigest() != ref:
                 raise StoreError(f"content changed while storing blob {ref}")
             os.replace(tmp, target)
-        except BaseException:
+        except BaseException as exc:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(tmp)
+            mapped = store_write_error(exc)
+            if mapped is not None:  # a full disk: the partial temp file is gone again
+                raise mapped from exc
             raise
         if durable:
             _fsync_dir(target.parent)

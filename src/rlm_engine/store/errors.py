@@ -8,6 +8,8 @@ from rlm_engine.errors import RLMError
 class StoreError(RLMError):
     """The run store failed or was asked for something it cannot do."""
 
+    cause_kind = "store"  # what `ErrorCause.of` records, as a provider error's kind
+
 
 class StoreUnavailableError(StoreError):
     """The database could not be reached or opened; the message says how to fix that."""

@@ -436,11 +436,47 @@ def _to_cell(db: SqlDb, row: RowMapping) -> Cell:
         output_hash=row["output_hash"],
         output_chars=row["output_chars"],
         error=row["error"],
-        meta=dict(row["meta"] or {}),
+        meta=_unpack_final(db, dict(row["meta"] or {})),
         created_at=row["created_at"],
         started_at=row["started_at"],
         finished_at=row["finished_at"],
     )
+
+
+def _pack_final(db: SqlDb, meta: Mapping[str, Any]) -> dict[str, Any]:
+    """``meta`` with a long FINAL answer or SUBMIT fields moved to the blob store.
+
+    A cell's meta is one JSON value in its row; a FINAL of hundreds of megabytes kept
+    inline would make every read of the run's cells parse it."""
+    final: object = meta.get("final")
+    if not isinstance(final, dict):
+        return dict(meta)
+    packed = dict(cast(Mapping[str, Any], final))
+    answer: object = packed.get("answer")
+    if isinstance(answer, str):
+        _, ref = db.pack(answer)
+        if ref is not None:
+            packed["answer"], packed["answer_ref"] = None, ref
+    fields: object = packed.get("fields")
+    if isinstance(fields, dict):
+        _, ref = db.pack(json.dumps(fields, ensure_ascii=False, default=str))
+        if ref is not None:
+            packed["fields"], packed["fields_ref"] = None, ref
+    return {**meta, "final": packed}
+
+
+def _unpack_final(db: SqlDb, meta: dict[str, Any]) -> dict[str, Any]:
+    final: object = meta.get("final")
+    if not isinstance(final, dict):
+        return meta
+    unpacked = dict(cast(Mapping[str, Any], final))
+    answer_ref: object = unpacked.pop("answer_ref", None)
+    if isinstance(answer_ref, str):
+        unpacked["answer"] = db.unpack(None, answer_ref)
+    fields_ref: object = unpacked.pop("fields_ref", None)
+    if isinstance(fields_ref, str):
+        unpacked["fields"] = json.loads(db.unpack(None, fields_ref) or "{}")
+    return {**meta, "final": unpacked}
 
 
 def _cell_row(conn: Connection, key: CellKey) -> RowMapping | None:
@@ -530,7 +566,7 @@ def finish_cell_in(
     if row is None:
         raise NotFoundError(f"cell {key.artifact_id} was never begun (call begin_cell first)")
     if meta is not None:
-        values["meta"] = {**(row["meta"] or {}), **meta}
+        values["meta"] = {**(row["meta"] or {}), **_pack_final(db, meta)}
     if row["status"] in TERMINAL_CELL_STATUSES:
         if row["status"] == status and row["output_hash"] == output_hash:
             # The same outcome journaled twice: idempotent, but what it adds to the meta
@@ -576,4 +612,10 @@ def snapshot_refs(conn: Connection) -> set[str]:
             ref: object = cast(Mapping[str, Any], snapshot).get("ref")
             if isinstance(ref, str):
                 refs.add(ref)
+        final: object = found.get("final")  # a long FINAL kept as a blob (`_pack_final`)
+        if isinstance(final, dict):
+            held = cast(Mapping[str, Any], final)
+            refs.update(
+                r for r in (held.get("answer_ref"), held.get("fields_ref")) if isinstance(r, str)
+            )
     return refs

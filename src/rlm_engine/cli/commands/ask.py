@@ -130,6 +130,13 @@ def register(subparsers: Any) -> None:
         help="1: sub-calls are plain model calls; 2 or more: rlm_query starts child RLMs",
     )
     limits.add_argument(
+        "--max-children",
+        type=int_at_least("--max-children", 0),
+        metavar="N",
+        help="child RLMs one run may start in all; a batch that would pass it is refused "
+        "whole, in the cell, before any starts (default: 1,000)",
+    )
+    limits.add_argument(
         "--max-concurrency",
         type=int_at_least("--max-concurrency", 1),
         default=32,
@@ -140,7 +147,29 @@ def register(subparsers: Any) -> None:
         "--max-sub-calls",
         type=int_at_least("--max-sub-calls", 0),
         metavar="N",
-        help="stop after this many sub-calls; 0 allows none (default: no limit)",
+        help="sub-calls allowed per run; a batch larger than what is left is refused "
+        "before any is sent; 0 allows none (default: 10,000)",
+    )
+    limits.add_argument(
+        "--max-prompt-bytes",
+        type=int_at_least("--max-prompt-bytes", 1024),
+        metavar="N",
+        help="largest sub-call prompt in UTF-8 bytes; a larger one is refused in the cell "
+        "(default: 8 MiB)",
+    )
+    limits.add_argument(
+        "--sub-context-tokens",
+        type=int_at_least("--sub-context-tokens", 1),
+        metavar="N",
+        help="the sub-model's input window in tokens, when the price catalogue does not "
+        "know it; longer prompts are refused (default: the catalogue's, else unchecked)",
+    )
+    limits.add_argument(
+        "--max-answer-bytes",
+        type=int_at_least("--max-answer-bytes", 1024),
+        metavar="N",
+        help="largest FINAL answer or SUBMIT fields in UTF-8 bytes; a larger one is "
+        "refused and the model asked for a shorter one (default: 1 MiB)",
     )
     limits.add_argument(
         "--max-tokens",
@@ -160,6 +189,20 @@ def register(subparsers: Any) -> None:
         type=positive_float("--max-seconds"),
         metavar="S",
         help="stop after this many seconds (default: no limit)",
+    )
+    limits.add_argument(
+        "--request-timeout",
+        type=positive_float("--request-timeout"),
+        metavar="S",
+        help="seconds a model reply may stay silent before the request is retried "
+        "(default: RLM_REQUEST_TIMEOUT, else 120)",
+    )
+    limits.add_argument(
+        "--memory-mb",
+        type=int_at_least("--memory-mb", 0),
+        metavar="MIB",
+        help="memory budget of the REPL and every process it starts, in all; a cell over "
+        "it is stopped and the REPL restarted (default: 2048; 0: none)",
     )
     limits.add_argument(
         "--cell-timeout",
