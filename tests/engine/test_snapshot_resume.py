@@ -74,6 +74,17 @@ def only_new_turns(first_new: int, replies: Callable[[int], str]) -> ScriptedMod
     return ScriptedModel(reply)
 
 
+def down_at_third(cell: str) -> Callable[[int], str]:
+    """Replies of a resume from turn 1: ``cell``, then SECOND, then the provider is down."""
+
+    def reply(turn: int) -> str:
+        if turn >= 2:
+            raise ProviderError("the provider is down again", kind="server")
+        return [cell, SECOND][turn]
+
+    return reply
+
+
 def run(
     rlm: RLM, journal: StoreJournal, run_id: str, events: list[Event] | None = None
 ) -> RunResult:
@@ -200,13 +211,8 @@ def test_a_later_resume_follows_the_epoch_an_accepted_divergence_began(
     run_id = new_run(store)
     run(rlm(stops_after_two(cell)), StoreJournal(store, run_id), run_id)
 
-    def down_at_third(turn: int) -> str:
-        if turn >= 2:
-            raise ProviderError("the provider is down again", kind="server")
-        return [cell, SECOND][turn]
-
     accepted = StoreJournal(store, run_id, accept_divergence=True)
-    first_resume = run(rlm(only_new_turns(1, down_at_third)), accepted, run_id)
+    first_resume = run(rlm(only_new_turns(1, down_at_third(cell))), accepted, run_id)
     assert first_resume.stop_reason == "error" and "down again" in first_resume.stop_detail
 
     # No flag now: the cell again differs from its first record, matches the one the
@@ -246,13 +252,8 @@ def test_a_cell_that_diverges_from_every_epoch_is_restored_from_the_latest(
     run_id = new_run(store)
     run(rlm(stops_after_two(cell)), StoreJournal(store, run_id), run_id)
 
-    def down_at_third(turn: int) -> str:
-        if turn >= 2:
-            raise ProviderError("the provider is down again", kind="server")
-        return [cell, SECOND][turn]
-
     accepted = StoreJournal(store, run_id, accept_divergence=True)
-    run(rlm(only_new_turns(1, down_at_third)), accepted, run_id)  # epoch 1: "run 2"
+    run(rlm(only_new_turns(1, down_at_third(cell))), accepted, run_id)  # epoch 1: "run 2"
 
     # "run 3" now matches no record: the namespace of epoch 1's snapshot comes back, and
     # its journaled root turn (whose prompt named the change) is answered from the journal.
