@@ -137,6 +137,22 @@ class SandboxDied(SandboxError):
     """The worker process is gone; its variables are lost."""
 
 
+class ChildRunFailed(RLMError):
+    """A child RLM (``rlm_query``) stopped with an error; the cell that asked gets it."""
+
+    hint = (
+        "the child's own events (under its node id) say what failed; catch the error in "
+        "the cell to go on without that answer, or fix its cause"
+    )
+
+    def __init__(self, stop_reason: str, detail: str, *, node_id: str = "") -> None:
+        where = f" at {node_id}" if node_id else ""
+        super().__init__(f"child RLM{where} stopped ({stop_reason}): {detail}")
+        self.stop_reason = stop_reason
+        self.detail = detail
+        self.node_id = node_id
+
+
 class ContextError(RLMError):
     """A context could not be loaded; the message names the path and the reason."""
 

@@ -1,11 +1,37 @@
-"""The one typed event vocabulary. The store, the CLI, SSE and tracing all consume it."""
+"""The one typed event vocabulary. The store, the CLI, SSE and tracing all consume it.
+
+It is public schema: ``docs/events.md`` lists every event and the policy for
+``EVENT_SCHEMA_VERSION``; ``event_json_schema()`` gives the JSON schema of the union.
+"""
 
 from __future__ import annotations
 
 import time
 from typing import Annotated, Any, Literal, TypedDict
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
+
+# Pydantic resolves these when a class is first built, so they are runtime imports. Each
+# module holds only plain aliases and dataclasses and never imports this one: no cycle, and
+# importing the events stays cheap.
+from rlm_engine.engine.result import StopReason
+from rlm_engine.errors import ProviderErrorKind
+from rlm_engine.sandbox.base import CellStatus
+
+EVENT_SCHEMA_VERSION = 1
+"""Raised on an incompatible change to any event (see ``docs/events.md``)."""
+
+CallRole = Literal["root", "sub", "digest", "capsule"]
+"""What a model call is for: a root turn, a sub-call, a digest of a cell's output, or the
+capsule that compacts the root's history."""
+
+SubcallKind = Literal["llm", "rlm", "tool"]
+
+Closing = Literal["ok", "failed"]
+"""How a started piece of work ended: ``failed`` when it raised (cancellation included)."""
+
+CANCELLED = "cancelled"
+"""How the ``error`` of a closing event starts when its work was cancelled."""
 
 
 class Origin(TypedDict):
@@ -20,8 +46,14 @@ class _Event(BaseModel):
     # Each event class builds its validator and serializer when it is first used, not at
     # import: a run's start needs a handful of the classes, and building all of them was
     # most of this module's import time.
-    model_config = ConfigDict(frozen=True, defer_build=True)
+    #
+    # Serialised events carry every field, so the JSON schema says so: a type generated
+    # from it has no optional field that is in fact always there.
+    model_config = ConfigDict(
+        frozen=True, defer_build=True, json_schema_serialization_defaults_required=True
+    )
 
+    schema_version: int = EVENT_SCHEMA_VERSION
     run_id: str
     # Path in the call tree: "" for the root run, "r/2" for the child started by cell 2, etc.
     node_id: str = ""
@@ -30,6 +62,8 @@ class _Event(BaseModel):
 
 
 class RunStarted(_Event):
+    """A run (or the resumption of one) begins; its ``RunFinished`` always follows."""
+
     type: Literal["run_started"] = "run_started"
     question: str
     model: str
@@ -44,8 +78,20 @@ class ContextLoaded(_Event):
 
 
 class IterationStarted(_Event):
+    """A root turn and the cells of its reply begin (per run: root or child, by node)."""
+
     type: Literal["iteration_started"] = "iteration_started"
     iteration: int
+
+
+class IterationFinished(_Event):
+    """The iteration's cells have run (``ok``, also when one of them gave the answer) or it
+    raised (``failed``, with ``error``)."""
+
+    type: Literal["iteration_finished"] = "iteration_finished"
+    iteration: int
+    status: Closing
+    error: str | None = None
 
 
 class ModelCallStarted(_Event):
@@ -53,7 +99,7 @@ class ModelCallStarted(_Event):
     concurrency slot: from its ``SubcallStarted`` until this, it is queued for one."""
 
     type: Literal["model_call_started"] = "model_call_started"
-    role: Literal["root", "sub", "digest", "capsule"]
+    role: CallRole
     model: str
     call_id: str
     prompt_chars: int
@@ -64,7 +110,7 @@ class ModelCallFinished(_Event):
     a sub-call gives its concurrency slot back, and before the reply is journaled."""
 
     type: Literal["model_call_finished"] = "model_call_finished"
-    role: Literal["root", "sub", "digest", "capsule"]
+    role: CallRole
     model: str
     call_id: str
     input_tokens: int
@@ -81,16 +127,16 @@ class ModelFallback(_Event):
     """A model failed for good and the next one in its role's fallback list took over."""
 
     type: Literal["model_fallback"] = "model_fallback"
-    role: Literal["root", "sub", "digest", "capsule"]
+    role: CallRole
     from_model: str
     to_model: str
-    kind: str
+    kind: ProviderErrorKind
     error: str
 
 
 class ContextMetrics(_Event):
     type: Literal["context_metrics"] = "context_metrics"
-    role: Literal["root", "sub", "digest", "capsule"]
+    role: CallRole
     model: str
     message_count: int
     estimated_tokens: int
@@ -105,15 +151,16 @@ class PluginFailed(_Event):
 
 
 class ModelCallFailed(_Event):
-    """A model call failed for good (after retries and fallbacks); emitted before a
+    """A model call failed for good (after retries and fallbacks), or raised anything else
+    (a diverged replay, a cancellation: ``kind`` is then ``None``); emitted before a
     sub-call gives its concurrency slot back."""
 
     type: Literal["model_call_failed"] = "model_call_failed"
-    role: Literal["root", "sub", "digest", "capsule"]
+    role: CallRole
     model: str
     call_id: str
     error: str
-    kind: str
+    kind: ProviderErrorKind | None = None
 
 
 class CellStarted(_Event):
@@ -125,10 +172,13 @@ class CellStarted(_Event):
 
 
 class CellFinished(_Event):
+    """A cell ended: the sandbox's status, or ``failed`` when running it raised on the host
+    (the sandbox failed, the run was cancelled); ``error`` says why."""
+
     type: Literal["cell_finished"] = "cell_finished"
     iteration: int
     cell_index: int
-    status: Literal["ok", "error", "timeout", "killed"]
+    status: CellStatus | Literal["failed"]
     output: str
     output_chars: int
     duration_s: float
@@ -152,19 +202,29 @@ class SubcallStarted(_Event):
 
     type: Literal["subcall_started"] = "subcall_started"
     call_id: str
-    kind: Literal["llm", "rlm", "tool"]
+    kind: SubcallKind
     prompt_chars: int
 
 
 class SubcallFinished(_Event):
-    """A sub-call ended, answered (``ok``) or failed with ``error``."""
+    """A sub-call ended, answered (``ok``) or failed with ``error`` (also when it was
+    cancelled: its cell timed out, or the run stopped)."""
 
     type: Literal["subcall_finished"] = "subcall_finished"
     call_id: str
-    kind: Literal["llm", "rlm", "tool"]
+    kind: SubcallKind
     ok: bool
     result_chars: int
     error: str | None = None
+
+
+class DigestStarted(_Event):
+    """A cell's output is too long for the root and goes to the digest model."""
+
+    type: Literal["digest_started"] = "digest_started"
+    iteration: int
+    cell_index: int
+    output_chars: int
 
 
 class DigestFinished(_Event):
@@ -173,6 +233,8 @@ class DigestFinished(_Event):
     cell_index: int
     output_chars: int
     digest_chars: int
+    status: Closing = "ok"
+    error: str | None = None
 
 
 class SandboxRestarted(_Event):
@@ -187,8 +249,11 @@ class Final(_Event):
 
 
 class RunFinished(_Event):
+    """The run is over, however it ended: an exception that escapes the run is ``error``
+    and a cancellation ``cancelled``, reported here before it goes on."""
+
     type: Literal["run_finished"] = "run_finished"
-    stop_reason: str
+    stop_reason: StopReason
     detail: str = ""
     iterations: int
     input_tokens: int
@@ -207,6 +272,7 @@ Event = Annotated[
     RunStarted
     | ContextLoaded
     | IterationStarted
+    | IterationFinished
     | ModelCallStarted
     | ModelCallFinished
     | ModelCallFailed
@@ -218,6 +284,7 @@ Event = Annotated[
     | CellBlocked
     | SubcallStarted
     | SubcallFinished
+    | DigestStarted
     | DigestFinished
     | SandboxRestarted
     | Final
@@ -225,3 +292,13 @@ Event = Annotated[
     | ErrorEvent,
     Field(discriminator="type"),
 ]
+
+
+def event_json_schema() -> dict[str, Any]:
+    """The JSON schema of ``Event`` (every event as serialised, told apart by ``type``)."""
+    schema = TypeAdapter[Event](Event).json_schema(mode="serialization")
+    schema["title"] = "Event"
+    schema["description"] = (
+        f"An rlm-engine event, schema version {EVENT_SCHEMA_VERSION} (see docs/events.md)."
+    )
+    return schema

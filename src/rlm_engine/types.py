@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
+
+if TYPE_CHECKING:
+    from rlm_engine.errors import ProviderErrorKind
 
 Role = Literal["system", "user", "assistant"]
 
@@ -43,7 +46,7 @@ class FallbackNote:
     """A model that failed before the one that answered: its name and the error kind."""
 
     model: str
-    kind: str
+    kind: ProviderErrorKind
     error: str
 
 

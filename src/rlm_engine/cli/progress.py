@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, TextIO
 
 from rlm_engine.errors import RunInterrupted
 from rlm_engine.events import (
+    CANCELLED,
     CellFinished,
     CellStarted,
     Event,
@@ -68,6 +69,8 @@ class Counters:
     """Node ids of child RLMs (``rlm_query``) running."""
     subcalls_done: int = 0
     subcalls_failed: int = 0
+    subcalls_cut: int = 0
+    """Sub-calls closed because they were cancelled: unfinished, not failed."""
     tokens: int = 0
     cost_usd: float = 0.0
     priced: int = 0
@@ -91,6 +94,8 @@ class Counters:
             self.children.discard(event.node_id)
             if event.ok:
                 self.subcalls_done += 1
+            elif (event.error or "").startswith(CANCELLED):
+                self.subcalls_cut += 1
             else:
                 self.subcalls_failed += 1
         elif isinstance(event, CellStarted):
@@ -108,7 +113,9 @@ class Counters:
         elif isinstance(event, IterationStarted):
             self.iteration = event.iteration
         else:
-            self.stop_reason = event.stop_reason
+            # A cancelled run has no outcome of its own: it is shown as it was cut off.
+            if event.stop_reason != "cancelled":
+                self.stop_reason = event.stop_reason
             self.root_waiting = False
 
     def _model_event(self, event: ModelCallStarted | ModelCallFinished | ModelCallFailed) -> None:
@@ -174,7 +181,7 @@ class Counters:
         subcalls = f"sub-calls {self.subcalls_done} done"
         if self.subcalls_failed:
             subcalls += f", {self.subcalls_failed} failed"
-        unfinished = len(self.in_flight) + len(self.queued) + len(self.children)
+        unfinished = len(self.in_flight) + len(self.queued) + len(self.children) + self.subcalls_cut
         if unfinished:
             subcalls += f", {unfinished} unfinished"
         return self._joined(elapsed_s, ended or self.state(), subcalls)
@@ -206,7 +213,7 @@ def _plain_line(event: Event) -> str | None:
         )
     if isinstance(event, SandboxRestarted):
         return f"{indent}  sandbox restarted: {event.reason}"
-    if isinstance(event, RunFinished) and event.depth == 0:
+    if isinstance(event, RunFinished) and event.depth == 0 and event.stop_reason != "cancelled":
         return f"finished: {event.stop_reason} after {event.iterations} iterations"
     return None
 

@@ -15,10 +15,11 @@ from typing import Any, cast
 
 from rlm_engine.engine.calls import call_model
 from rlm_engine.engine.caps import check_prompt
+from rlm_engine.engine.closing import failure_text
 from rlm_engine.engine.state import TreeState
 from rlm_engine.engine.tree import CallNode
 from rlm_engine.errors import RLMError
-from rlm_engine.events import Origin, SubcallFinished, SubcallStarted
+from rlm_engine.events import Origin, SubcallFinished, SubcallKind, SubcallStarted
 from rlm_engine.lm.base import LanguageModel
 from rlm_engine.lm.context_windows import context_window_tokens
 from rlm_engine.types import Message
@@ -78,6 +79,10 @@ class Broker:
             "memory_set": self._memory_set,
             "memory_keys": self._memory_keys,
         }
+        # The tasks serving a host call now: a cell that ends early (timed out, killed,
+        # cancelled) has its calls cancelled and waited for, so that each closes its
+        # events before the cell's own closing event.
+        self._in_flight: set[asyncio.Task[Any]] = set()
 
     @property
     def can_recurse(self) -> bool:
@@ -87,7 +92,24 @@ class Broker:
         handler = self._methods.get(method)
         if handler is None:
             raise BrokerError(f"unknown host method {method!r}")
-        return await handler(params)
+        task = asyncio.current_task()
+        if task is None:
+            return await handler(params)
+        self._in_flight.add(task)
+        try:
+            return await handler(params)
+        finally:
+            self._in_flight.discard(task)
+
+    async def cancel_calls(self) -> None:
+        """Cancel the host calls in flight and wait until each has ended (its sub-call and
+        model-call events closed). A call served by the caller's own task (a sandbox that
+        calls the host inline) is left to unwind with it."""
+        current = asyncio.current_task()
+        calls = [task for task in self._in_flight if task is not current and not task.done()]
+        for task in calls:
+            task.cancel()
+        await asyncio.gather(*calls, return_exceptions=True)
 
     def _model(self, name: Any) -> LanguageModel:
         if name is None:
@@ -105,7 +127,7 @@ class Broker:
 
     async def _tracked(
         self,
-        kind: str,
+        kind: SubcallKind,
         prompt_chars: int,
         work: Callable[[CallNode], Awaitable[str]],
         *,
@@ -117,33 +139,32 @@ class Broker:
         state = self._state
         if kind != "tool" and not reserved:  # tools are the user's code; model work counts
             state.budget.take_sub_call()
-        node = self._current_node().add(cast(Any, kind), label=f"{kind} sub-call")
+        node = self._current_node().add(kind, label=f"{kind} sub-call")
         call_id = state.next_call_id()
         common = Origin(run_id=state.run_id, node_id=node.id, depth=self._depth)
         await state.emit(
-            SubcallStarted(
-                **common, call_id=call_id, kind=cast(Any, kind), prompt_chars=prompt_chars
-            )
+            SubcallStarted(**common, call_id=call_id, kind=kind, prompt_chars=prompt_chars)
         )
         try:
             result = await work(node)
-        except Exception as exc:  # a tool or a child fails with anything: the call is over
+        except BaseException as exc:
+            # A tool or a child fails with anything, or the call is cancelled (its cell
+            # timed out, the run stopped): the call is over either way, and says so before
+            # the exception goes on.
             node.status = "error"
             await state.emit(
                 SubcallFinished(
                     **common,
                     call_id=call_id,
-                    kind=cast(Any, kind),
+                    kind=kind,
                     ok=False,
                     result_chars=0,
-                    error=str(exc),
+                    error=failure_text(exc),
                 )
             )
             raise
         await state.emit(
-            SubcallFinished(
-                **common, call_id=call_id, kind=cast(Any, kind), ok=True, result_chars=len(result)
-            )
+            SubcallFinished(**common, call_id=call_id, kind=kind, ok=True, result_chars=len(result))
         )
         return result
 

@@ -6,13 +6,19 @@ import asyncio
 import contextlib
 import time
 from collections.abc import Sequence
-from typing import Literal
 
-from rlm_engine.engine.journal import NondeterminismError, RecordedCall, request_hash
+from rlm_engine.engine.closing import failure_text
+from rlm_engine.engine.journal import (
+    NondeterminismError,
+    RecordedCall,
+    journaled_request,
+    request_hash,
+)
 from rlm_engine.engine.state import TreeState
 from rlm_engine.engine.tree import CallNode
 from rlm_engine.errors import ProviderError
 from rlm_engine.events import (
+    CallRole,
     ModelCallFailed,
     ModelCallFinished,
     ModelCallStarted,
@@ -22,8 +28,6 @@ from rlm_engine.events import (
 from rlm_engine.lm.base import LanguageModel
 from rlm_engine.plugins.base import ModelCallInfo
 from rlm_engine.types import Completion, Message, ModelSettings
-
-Role = Literal["root", "sub", "digest", "capsule"]
 
 
 def _replayed(recorded: RecordedCall, wanted: str, node: CallNode) -> Completion:
@@ -39,7 +43,7 @@ def _replayed(recorded: RecordedCall, wanted: str, node: CallNode) -> Completion
 async def _account(
     state: TreeState,
     common: Origin,
-    role: Role,
+    role: CallRole,
     name: str,
     call_id: str,
     node: CallNode,
@@ -91,7 +95,7 @@ async def call_model(
     model: LanguageModel,
     messages: Sequence[Message],
     *,
-    role: Role,
+    role: CallRole,
     node: CallNode,
     depth: int,
     settings: ModelSettings | None = None,
@@ -135,18 +139,20 @@ async def call_model(
                 completion = _replayed(recorded, wanted, node)
             else:
                 completion = await model.complete(messages, settings)
-        except ProviderError as exc:
+        except BaseException as exc:
+            # Whatever ends the call (a cancellation too) closes its ModelCallStarted;
+            # the exception goes on as it was.
             node.status = "error"
             node.latency_s = time.monotonic() - started
-            node.detail["error"] = str(exc)
+            node.detail["error"] = failure_text(exc)
             await state.emit(
                 ModelCallFailed(
                     **common,
                     role=role,
                     model=name,
                     call_id=call_id,
-                    error=str(exc),
-                    kind=exc.kind,
+                    error=failure_text(exc),
+                    kind=exc.kind if isinstance(exc, ProviderError) else None,
                 )
             )
             raise
@@ -156,6 +162,7 @@ async def call_model(
     if recorded is None and journal is not None:
         # Durable before the caller sees the reply: a crash from here on never pays for
         # this call again.
-        await journal.record_call(node.id, role, wanted, completion)
+        request = journaled_request(role, messages)
+        await journal.record_call(node.id, role, wanted, completion, request=request)
     await state.plugins.after_model_call(info, completion)
     return completion

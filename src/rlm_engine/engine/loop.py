@@ -6,6 +6,7 @@ import asyncio
 import hashlib
 import json
 import logging
+import time
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -16,6 +17,7 @@ from rlm_engine.engine.broker import Broker
 from rlm_engine.engine.calls import call_model
 from rlm_engine.engine.caps import answer_refusal
 from rlm_engine.engine.capsule import compact, needs_compaction
+from rlm_engine.engine.closing import failure_text
 from rlm_engine.engine.divergence import Divergences
 from rlm_engine.engine.host_relay import HostRelay
 from rlm_engine.engine.journal import digest, journal_cell_start
@@ -25,14 +27,16 @@ from rlm_engine.engine.result import StopReason
 from rlm_engine.engine.snapshots import SnapshotTaker, restore_latest
 from rlm_engine.engine.state import TreeState
 from rlm_engine.engine.tree import CallNode
-from rlm_engine.errors import ErrorCause, SandboxError
+from rlm_engine.errors import ChildRunFailed, ErrorCause, RLMError, SandboxError
 from rlm_engine.events import (
     CellBlocked,
     CellFinished,
     CellStarted,
     ContextLoaded,
     DigestFinished,
+    DigestStarted,
     Final,
+    IterationFinished,
     IterationStarted,
     Origin,
     SandboxRestarted,
@@ -199,15 +203,22 @@ class RunLoop:
             node=node,
             depth=self.depth + 1,
         )
+        failure: RLMError | None = None
         try:
             outcome = await child.run()
+        except RLMError as exc:
+            # The child stops as a root would (an ``error`` stop) and the cell that asked
+            # gets a ChildRunFailed naming it; a cancellation or a bug goes on as it is.
+            failure = exc
+            detail = f"{type(exc).__name__}: {exc}"
+            outcome = Outcome("error", detail=detail, cause=ErrorCause.of(exc))
         finally:
             await child.close()
         node.detail["stop_reason"] = outcome.stop_reason
         node.detail["iterations"] = child.iterations
         if outcome.stop_reason == "error":
             node.status = "error"
-            raise RuntimeError(f"child RLM failed: {outcome.detail}")
+            raise ChildRunFailed(outcome.stop_reason, outcome.detail, node_id=node.id) from failure
         return outcome.answer
 
     def _new_sandbox(self) -> Sandbox:
@@ -338,8 +349,7 @@ class RunLoop:
                     detail = f"{spent.budget}: {spent}"
                     return Outcome(reason, detail=detail, cause=ErrorCause.of(spent))
                 self.iterations = iteration
-                await self.state.emit(IterationStarted(**self._common(), iteration=iteration))
-                outcome = await self._turn(messages, iteration)
+                outcome = await self._iteration(messages, iteration)
                 if outcome is not None:
                     return outcome
                 if needs_compaction(self.state, messages):
@@ -349,6 +359,22 @@ class RunLoop:
         finally:
             self.session.history = messages
             await self._snapshots.settle()  # kept before the journal's last flush
+
+    async def _iteration(self, messages: list[Message], iteration: int) -> Outcome | None:
+        """One iteration between its started and finished events, closed however it ends."""
+        common = self._common()
+        await self.state.emit(IterationStarted(**common, iteration=iteration))
+        try:
+            outcome = await self._turn(messages, iteration)
+        except BaseException as exc:
+            await self.state.emit(
+                IterationFinished(
+                    **common, iteration=iteration, status="failed", error=failure_text(exc)
+                )
+            )
+            raise
+        await self.state.emit(IterationFinished(**common, iteration=iteration, status="ok"))
+        return outcome
 
     async def _root_reply(self, messages: list[Message], iteration: int) -> str:
         node = self.node.add("root_turn", label=f"iteration {iteration}", iteration=iteration)
@@ -502,16 +528,30 @@ class RunLoop:
                 instruction=cell.instruction,
             )
         )
-        await self._snapshots.settle()  # the previous cell's, before this one changes it
-        recorded, clock = await journal_cell_start(
-            self.state.journal, node, info, verdict.code, self.state.run_id
-        )
-        sandbox = await self._sandbox()
-        result = await self._execute(sandbox, verdict.code, clock)
-        start = (iteration, index, verdict.code, cell.instruction, clock.start if clock else 0.0)
-        result, fresh = await self._divergences.cell_end(node, result, recorded, start)
-        if fresh and result.final is None:  # a FINAL ends the run: nothing to restore later
-            self._snapshots.after_cell(sandbox, node.id, result)
+        began = time.monotonic()
+        try:
+            result, clock = await self._cell_outcome(node, info, verdict.code, cell.instruction)
+            if result.status in ("timeout", "killed"):
+                await self.broker.cancel_calls()  # the REPL no longer waits for them
+        except BaseException as exc:
+            # The cell's sub-calls close first, then the cell; the exception goes on (a
+            # cancellation as a cancellation).
+            await self.broker.cancel_calls()
+            self._cell_node = self.node
+            node.status = "error"
+            await self.state.emit(
+                CellFinished(
+                    **common,
+                    iteration=iteration,
+                    cell_index=index,
+                    status="failed",
+                    output="",
+                    output_chars=0,
+                    duration_s=time.monotonic() - began,
+                    error=failure_text(exc),
+                )
+            )
+            raise
         self._cell_node = self.node
         node.status = result.status
         node.latency_s = result.duration_s
@@ -541,6 +581,22 @@ class RunLoop:
                 clock = replace(clock, reads=clock.reads or result.clock_reads)
             self._executed.append((node.id, verdict.code, clock))
         return result
+
+    async def _cell_outcome(
+        self, node: CallNode, info: CellInfo, code: str, instruction: str | None
+    ) -> tuple[CellResult, CellClock | None]:
+        """Journal the cell's start, run it, and check it against a recorded run of it."""
+        await self._snapshots.settle()  # the previous cell's, before this one changes it
+        recorded, clock = await journal_cell_start(
+            self.state.journal, node, info, code, self.state.run_id
+        )
+        sandbox = await self._sandbox()
+        result = await self._execute(sandbox, code, clock)
+        start = (info.iteration, info.cell_index, code, instruction, clock.start if clock else 0.0)
+        result, fresh = await self._divergences.cell_end(node, result, recorded, start)
+        if fresh and result.final is None:  # a FINAL ends the run: nothing to restore later
+            self._snapshots.after_cell(sandbox, node.id, result)
+        return result, clock
 
     async def _blocked(
         self, node: CallNode, info: CellInfo, block: Block, plugin: str
@@ -626,15 +682,34 @@ class RunLoop:
         if cfg.output_mode == "truncate":
             return truncate_middle(text, cfg.max_output_chars)
         node = self.node.add("digest", label=f"digest of cell {iteration}.{index + 1}")
-        digest = await digest_output(
-            self.state, text, cell.instruction, self.question, node=node, depth=self.depth
+        common = self._common(node)
+        size = len(text)
+        await self.state.emit(
+            DigestStarted(**common, iteration=iteration, cell_index=index, output_chars=size)
         )
+        try:
+            digest = await digest_output(
+                self.state, text, cell.instruction, self.question, node=node, depth=self.depth
+            )
+        except BaseException as exc:
+            await self.state.emit(
+                DigestFinished(
+                    **common,
+                    iteration=iteration,
+                    cell_index=index,
+                    output_chars=size,
+                    digest_chars=0,
+                    status="failed",
+                    error=failure_text(exc),
+                )
+            )
+            raise
         await self.state.emit(
             DigestFinished(
-                **self._common(node),
+                **common,
                 iteration=iteration,
                 cell_index=index,
-                output_chars=len(text),
+                output_chars=size,
                 digest_chars=len(digest),
             )
         )

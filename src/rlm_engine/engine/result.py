@@ -11,8 +11,10 @@ from rlm_engine.errors import ErrorCause
 from rlm_engine.types import Usage
 
 StopReason = Literal[
-    "final", "submitted", "max_iterations", "budget", "stagnation", "timeout", "error"
+    "final", "submitted", "max_iterations", "budget", "stagnation", "timeout", "error", "cancelled"
 ]
+"""The engine never returns ``cancelled``: a cancelled run raises, after its ``RunFinished``
+says so."""
 
 
 @dataclass(frozen=True, slots=True)

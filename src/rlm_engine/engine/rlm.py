@@ -71,6 +71,14 @@ def _fallbacks_by_role(
     return {role: list(fallbacks) for role in ROLES}
 
 
+def _escaped(exc: BaseException) -> Outcome:
+    """How a run that raises ends: cancelled, or an error the run could not turn into a
+    stop of its own (a bug, or an exception that is not this package's)."""
+    if isinstance(exc, asyncio.CancelledError):
+        return Outcome("cancelled", detail="the run was cancelled")
+    return Outcome("error", detail=f"{type(exc).__name__}: {exc}", cause=ErrorCause.of(exc))
+
+
 class RLM:
     """A Recursive Language Model.
 
@@ -280,13 +288,15 @@ class RLM:
             sub_model=self.sub_model.name,
             emit=state.emit,
         )
+        failure: BaseException | None = None
         try:
             await state.plugins.before_run(run_info)
             outcome = await self._journal_flushed(
                 state, await self._guarded(loop, state, context, session)
             )
-        except asyncio.CancelledError:
-            if self.persistent:
+        except BaseException as exc:
+            failure = exc
+            if self.persistent and isinstance(exc, asyncio.CancelledError):
                 # A cancelled run leaves a cell half done and its sub-calls in flight on
                 # clients about to close: the REPL goes with it (the next run starts anew).
                 await loop.close()
@@ -296,6 +306,10 @@ class RLM:
             if not self.persistent:
                 await loop.close()
             await self._close_models()
+            if failure is not None:
+                # Its run_started is closed however the run ends, after the REPL (and so
+                # every call still in flight) is gone; the exception then goes on.
+                await self._finish(state, loop, root, _escaped(failure), time.monotonic() - started)
         result = await self._finish(state, loop, root, outcome, time.monotonic() - started)
         await state.plugins.after_run(run_info, result)
         return result

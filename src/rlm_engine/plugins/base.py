@@ -9,9 +9,9 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING
 
-from rlm_engine.events import Event
+from rlm_engine.events import CallRole, Event
 from rlm_engine.types import Completion, Message
 
 if TYPE_CHECKING:
@@ -19,7 +19,7 @@ if TYPE_CHECKING:
     from rlm_engine.sandbox.base import CellResult
 
 Emit = Callable[[Event], Awaitable[None]]
-ModelRole = Literal["root", "sub", "digest", "capsule"]
+ModelRole = CallRole
 
 
 async def _drop(event: Event) -> None:

@@ -261,4 +261,4 @@ class TracingPlugin(Plugin):
         self._ends[key] = _ns(e.ts)
 
     def _model_failed(self, e: ModelCallFailed) -> None:
-        self._end(e.run_id, e.node_id, e.ts, f"{e.kind}: {e.error}")
+        self._end(e.run_id, e.node_id, e.ts, f"{e.kind or 'failed'}: {e.error}")
