@@ -27,10 +27,12 @@ if TYPE_CHECKING:
     from rlm_engine.store.hashing import request_hash
     from rlm_engine.store.protocol import Store
     from rlm_engine.store.records import (
+        LOCAL_TENANT,
         MODEL_CALL_KINDS,
         TERMINAL_CELL_STATUSES,
         TERMINAL_NODE_STATUSES,
         TERMINAL_RUN_STATUSES,
+        ApiKey,
         CachedResponse,
         CacheStats,
         Cell,
@@ -53,14 +55,17 @@ if TYPE_CHECKING:
         Session,
         StoredEvent,
         Usage,
+        UsageRow,
     )
     from rlm_engine.store.sql_store import SqlStore
 
 __all__ = [
+    "LOCAL_TENANT",
     "MODEL_CALL_KINDS",
     "TERMINAL_CELL_STATUSES",
     "TERMINAL_NODE_STATUSES",
     "TERMINAL_RUN_STATUSES",
+    "ApiKey",
     "BlobNotFoundError",
     "BlobStore",
     "CacheStats",
@@ -96,6 +101,7 @@ __all__ = [
     "StoreUnavailableError",
     "StoredEvent",
     "Usage",
+    "UsageRow",
     "default_store_url",
     "open_store",
     "request_hash",
@@ -106,6 +112,7 @@ __all__ = [
 # Attributes are imported on first use, so that importing a light submodule (records,
 # blobs, pinned_context) does not load SQLAlchemy through `open_store`.
 _LAZY: dict[str, str] = {
+    "ApiKey": "rlm_engine.store.records",
     "BlobNotFoundError": "rlm_engine.store.errors",
     "BlobStore": "rlm_engine.store.blobs",
     "CacheStats": "rlm_engine.store.records",
@@ -145,6 +152,8 @@ _LAZY: dict[str, str] = {
     "TERMINAL_NODE_STATUSES": "rlm_engine.store.records",
     "TERMINAL_RUN_STATUSES": "rlm_engine.store.records",
     "Usage": "rlm_engine.store.records",
+    "UsageRow": "rlm_engine.store.records",
+    "LOCAL_TENANT": "rlm_engine.store.records",
     "default_store_url": "rlm_engine.store.factory",
     "open_store": "rlm_engine.store.factory",
     "request_hash": "rlm_engine.store.hashing",

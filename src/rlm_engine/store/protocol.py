@@ -26,6 +26,13 @@ a resumed run asks for the same keys as the crashed one):
   "interrupted"; `claim_run(run_id)` makes this process the owner of such a run (or of one
   that failed for a reason that can pass) for resume, `abandon_attempt` hands it back as it
   was if the attempt fails. `run_rules` has the statuses and transitions.
+- the queue: `create_run(NewRun(..., queued=True))` records a run for later; processes
+  polling `claim_next()` (or `claim_batch(n)`, several in one transaction) take queued
+  runs, and interrupted `auto_resume` ones, each exactly once. `request_cancel` cancels a
+  queued run at once or flags a running one, whose owner checks `Run.cancel_requested` at
+  its heartbeat and finishes it as "cancelled".
+- tenants: runs and sessions belong to one (`"local"` unless told); listings filter by it,
+  `usage_rows` and `tenant_cost_since` sum its calls, API keys map secrets to it.
 """
 
 from __future__ import annotations
@@ -36,7 +43,9 @@ from typing import TYPE_CHECKING, Any, Literal, Protocol, runtime_checkable
 from rlm_engine.store.blobs import BlobStore
 from rlm_engine.store.group_commit import GroupCommitWriter
 from rlm_engine.store.records import (
+    LOCAL_TENANT,
     RESUMABLE_STATUSES,
+    ApiKey,
     CachedResponse,
     CacheStats,
     Cell,
@@ -58,6 +67,7 @@ from rlm_engine.store.records import (
     Session,
     StoredEvent,
     Usage,
+    UsageRow,
 )
 
 if TYPE_CHECKING:
@@ -80,9 +90,11 @@ class Store(Protocol):
     # -- runs ---------------------------------------------------------------------------
 
     def create_run(self, new: NewRun) -> Run:
-        """Open a run as "running", owned by this process; creates its session if needed.
+        """Open a run as "running", owned by this process (or as "queued", unowned, with
+        `new.queued`); creates its session (of `new.tenant`) if needed.
 
-        Raises `JournalConflictError` if the run id exists.
+        Raises `JournalConflictError` if the run id exists, or if the session belongs to
+        another tenant.
         """
         ...
 
@@ -91,9 +103,21 @@ class Store(Protocol):
         ...
 
     def list_runs(
-        self, limit: int = 50, *, status: RunStatus | None = None, session: str | None = None
+        self,
+        limit: int = 50,
+        *,
+        status: RunStatus | None = None,
+        session: str | None = None,
+        tenant: str | None = None,
+        before: tuple[float, str] | None = None,
     ) -> list[Run]:
-        """Runs newest first, optionally only those with `status` / in `session`."""
+        """Runs newest first by (created_at, run_id), optionally only those with `status` /
+        in `session` / of `tenant`; `before` is a cursor: only runs strictly older than that
+        (created_at, run_id) pair (the last run of the previous page)."""
+        ...
+
+    def count_runs(self, *, tenant: str | None, statuses: Collection[RunStatus]) -> int:
+        """How many runs (of `tenant`; None: of every tenant) are in one of `statuses`."""
         ...
 
     def update_run_totals(self, run_id: str, totals: RunTotals) -> Run:
@@ -126,8 +150,40 @@ class Store(Protocol):
         """Say this run's owner is alive (call every few seconds from a long run)."""
         ...
 
+    def claim_next(
+        self, *, stale_after_s: float = 15.0, tenants_full: Collection[str] = ()
+    ) -> Run | None:
+        """Take the next run for this process to execute, or None if there is none.
+
+        First `mark_interrupted_runs(stale_after_s=...)`; then atomically claims the oldest
+        run that is "queued", or "interrupted" with `auto_resume`, with no cancel requested
+        and not of a tenant in `tenants_full`: it becomes "running", owned by this process
+        (heartbeat now), attempt + 1 if it was interrupted. Of concurrent callers (threads
+        or processes) exactly one gets a given run."""
+        ...
+
+    def claim_batch(
+        self, limit: int, *, stale_after_s: float = 15.0, tenant_limit: int | None = None
+    ) -> list[Run]:
+        """Take up to `limit` runs for this process, oldest first, in one transaction: as
+        `claim_next` (one `mark_interrupted_runs` first; each run exactly once among
+        concurrent callers), but no tenant gets past `tenant_limit` runs running, counting
+        those already running in any process and those of this batch."""
+        ...
+
+    def count_running_by_tenant(self) -> dict[str, int]:
+        """How many runs each tenant has "running" (tenants with none are left out)."""
+        ...
+
+    def request_cancel(self, run_id: str) -> Run:
+        """Cancel a run: a "queued" (or "interrupted") one becomes "cancelled" at once; a
+        "running" one gets `cancel_requested` (its owner stops it and finishes it as
+        "cancelled"); a terminal run is returned unchanged. Raises `RunNotFoundError`."""
+        ...
+
     def mark_interrupted_runs(self, *, stale_after_s: float = 120.0) -> list[str]:
-        """Mark "running" runs whose process is gone as "interrupted"; return their ids.
+        """Mark "running" runs whose process is gone as "interrupted" (as "cancelled" if a
+        cancel was requested); return their ids. Queued runs have no owner: left alone.
 
         On the owner's host the process is checked directly (pid, start time, zombie);
         a run owned on another host is gone when its heartbeat is older than `stale_after_s`.
@@ -139,10 +195,11 @@ class Store(Protocol):
         self, run_id: str, *, statuses: Collection[RunStatus] = RESUMABLE_STATUSES
     ) -> Run:
         """Make this process the owner of a run for resume: status back to "running",
-        `attempt` + 1. A "running" run whose owner on this host is dead counts as
-        interrupted. Raises `RunNotFoundError` or `RunNotResumableError` (with a hint) for
-        a completed run, a run failed for a permanent reason (`run_rules`), or one still
-        owned by a live process: two resumers can never both win.
+        `attempt` + 1, cancel request cleared. A "running" run whose owner on this host is
+        dead counts as interrupted; a cancelled run may be resumed. Raises
+        `RunNotFoundError` or `RunNotResumableError` (with a hint) for a completed run, a
+        run failed for a permanent reason (`run_rules`), a queued run (the queue starts
+        it), or one still owned by a live process: two resumers can never both win.
         """
         ...
 
@@ -267,16 +324,19 @@ class Store(Protocol):
 
     # -- sessions -----------------------------------------------------------------------
 
-    def open_session(self, name: str, data: Mapping[str, Any] | None = None) -> Session:
-        """The session `name`, created (version 1, `data`) if it does not exist."""
+    def open_session(
+        self, name: str, data: Mapping[str, Any] | None = None, *, tenant: str = LOCAL_TENANT
+    ) -> Session:
+        """The session `name`, created (version 1, `data`, of `tenant`) if it does not
+        exist. Raises `JournalConflictError` if it exists and belongs to another tenant."""
         ...
 
     def get_session(self, name: str) -> Session | None:
         """The session, or None."""
         ...
 
-    def list_sessions(self, limit: int = 100) -> list[Session]:
-        """Sessions, most recently updated first."""
+    def list_sessions(self, limit: int = 100, *, tenant: str | None = None) -> list[Session]:
+        """Sessions (of `tenant`; None: of every tenant), most recently updated first."""
         ...
 
     def update_session(
@@ -351,4 +411,41 @@ class Store(Protocol):
     ) -> int:
         """Forget cached replies (only `model`'s, only those unused for `unused_for_s`
         seconds); returns how many."""
+        ...
+
+    # -- usage --------------------------------------------------------------------------
+
+    def usage_rows(self, *, tenant: str, since: float | None = None) -> list[UsageRow]:
+        """What the tenant's completed model calls (root turns, `llm_query`, digests,
+        capsules) started since `since` used: one row per (UTC day, model, session), by
+        day, model and session."""
+        ...
+
+    def tenant_cost_since(self, tenant: str, since: float) -> float:
+        """The known cost (USD) of the tenant's model calls started since `since`."""
+        ...
+
+    # -- API keys -----------------------------------------------------------------------
+
+    def add_api_key(self, key: ApiKey) -> ApiKey:
+        """Record a key (its secret's hash only). Raises `JournalConflictError` if its id
+        exists."""
+        ...
+
+    def get_api_key(self, key_id: str) -> ApiKey | None:
+        """A key, revoked or not, or None."""
+        ...
+
+    def list_api_keys(self, *, tenant: str | None = None) -> list[ApiKey]:
+        """Keys (of `tenant`; None: every tenant's), oldest first, revoked ones included."""
+        ...
+
+    def revoke_api_key(self, key_id: str) -> bool:
+        """Revoke a key (revoking again keeps the first time); False if there is no such
+        key."""
+        ...
+
+    def any_api_keys(self) -> bool:
+        """Whether any key was ever made, revoked ones included (then every request needs
+        a valid one, also after the last key is revoked)."""
         ...

@@ -10,16 +10,19 @@ if TYPE_CHECKING:
     from rlm_engine.events import Event
 
 
-RunStatus = Literal["running", "completed", "failed", "interrupted"]
+RunStatus = Literal["queued", "running", "completed", "failed", "interrupted", "cancelled"]
 NodeKind = Literal["root_turn", "llm", "rlm", "tool", "digest", "capsule", "cell"]
 NodeStatus = Literal["running", "completed", "failed"]
 CellStatus = Literal["pending", "executing", "completed", "failed", "blocked"]
 ScopeKind = Literal["session", "user"]
 
-TERMINAL_RUN_STATUSES: frozenset[RunStatus] = frozenset({"completed", "failed"})
+# The tenant of everything recorded without one (the CLI, stores made before tenants).
+LOCAL_TENANT = "local"
+
+TERMINAL_RUN_STATUSES: frozenset[RunStatus] = frozenset({"completed", "failed", "cancelled"})
 # What a resume may claim; a failed run only if it failed for a reason that can pass
-# (`run_rules.resume_refusal`).
-RESUMABLE_STATUSES: tuple[RunStatus, ...] = ("interrupted", "failed")
+# (`run_rules.resume_refusal`). A queued run is never resumed: the queue starts it.
+RESUMABLE_STATUSES: tuple[RunStatus, ...] = ("interrupted", "failed", "cancelled")
 TERMINAL_NODE_STATUSES: frozenset[NodeStatus] = frozenset({"completed", "failed"})
 TERMINAL_CELL_STATUSES: frozenset[CellStatus] = frozenset({"completed", "failed", "blocked"})
 # Node kinds whose result comes from a model: these are what `find_model_call` returns.
@@ -68,6 +71,13 @@ class NewRun:
     created_at: float | None = None
     engine_version: str | None = None
     settings_version: int | None = None
+    tenant: str = LOCAL_TENANT
+    user: str | None = None
+    """Who in the tenant asked for it (its user memory is theirs on every attempt)."""
+    queued: bool = False
+    """True: recorded as "queued", with no owner and no heartbeat, for `claim_next`."""
+    auto_resume: bool = False
+    """The queue resumes it by itself once its process is gone (`claim_next`)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,6 +112,11 @@ class Run:
     settings_version: int | None = None
     failure_kind: str | None = None
     last_error: str | None = None
+    tenant: str = LOCAL_TENANT
+    user: str | None = None
+    auto_resume: bool = False
+    cancel_requested: bool = False
+    """Someone asked to cancel it while it ran: its owner stops it at its next heartbeat."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -284,6 +299,7 @@ class Session:
     data: dict[str, Any]
     created_at: float
     updated_at: float
+    tenant: str = LOCAL_TENANT
 
 
 @dataclass(frozen=True, slots=True)
@@ -334,6 +350,36 @@ class CacheStats:
     model: str
     entries: int
     hits: int
+
+
+@dataclass(frozen=True, slots=True)
+class UsageRow:
+    """What one tenant's model calls of one UTC day, model and session consumed.
+
+    `cost_usd` sums the known costs only; `unpriced_calls` says how many calls had none."""
+
+    day: str
+    """"YYYY-MM-DD" (UTC) of the calls' start."""
+    model: str
+    session: str | None
+    calls: int
+    input_tokens: int
+    output_tokens: int
+    cached_tokens: int
+    cost_usd: float
+    unpriced_calls: int
+
+
+@dataclass(frozen=True, slots=True)
+class ApiKey:
+    """An API key of a tenant; only the sha256 of its secret is kept."""
+
+    key_id: str
+    tenant: str
+    name: str
+    secret_hash: str
+    created_at: float
+    revoked_at: float | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,17 +1,18 @@
-"""Runs: creation, progress, terminal states, interruption detection and claiming for resume."""
+"""Runs: creation, progress, terminal states, interruption detection and claiming for resume
+(listing: `sql_run_list`; the queue: `sql_queue`)."""
 
 from __future__ import annotations
 
 from collections.abc import Collection
 from typing import Any
 
-from sqlalchemy import RowMapping, Select, delete, select, update
+from sqlalchemy import RowMapping, Select, case, delete, select, update
 from sqlalchemy.exc import IntegrityError
 
 from rlm_engine.store.errors import JournalConflictError, RunNotFoundError, RunNotResumableError
 from rlm_engine.store.owner import owner_is_alive
 from rlm_engine.store.records import NewRun, Run, RunStatus, RunTotals
-from rlm_engine.store.run_rules import INTERRUPTED_DETAIL, resume_refusal
+from rlm_engine.store.run_rules import CANCELLED_DETAIL, INTERRUPTED_DETAIL, resume_refusal
 from rlm_engine.store.sql_base import SqlDb
 from rlm_engine.store.sql_run_totals import journal_totals, with_journal_totals
 from rlm_engine.store.sql_sessions import ensure_session
@@ -54,6 +55,10 @@ def to_run(row: RowMapping) -> Run:
         settings_version=row["settings_version"],
         failure_kind=row["failure_kind"],
         last_error=row["last_error"],
+        tenant=row["tenant"],
+        user=row["principal_user"],
+        auto_resume=bool(row["auto_resume"]),
+        cancel_requested=bool(row["cancel_requested"]),
     )
 
 
@@ -68,7 +73,7 @@ def _totals(totals: RunTotals) -> dict[str, Any]:
     }
 
 
-def _owned_by_me(db: SqlDb, now: float) -> dict[str, Any]:
+def owned_by_me(db: SqlDb, now: float) -> dict[str, Any]:
     owner = db.owner
     return {
         "owner_host": owner.host,
@@ -88,7 +93,11 @@ def create_run(db: SqlDb, new: NewRun) -> Run:
         "model": new.model,
         "sub_model": new.sub_model,
         "settings": dict(new.settings),
-        "status": "running",
+        "status": "queued" if new.queued else "running",
+        "tenant": new.tenant,
+        "principal_user": new.user,
+        "auto_resume": new.auto_resume,
+        "cancel_requested": False,
         "context_hash": new.context_hash,
         "engine_version": new.engine_version,
         "settings_version": new.settings_version,
@@ -97,12 +106,13 @@ def create_run(db: SqlDb, new: NewRun) -> Run:
         "attempt": 1,
         "last_event_seq": -1,
         **_totals(RunTotals()),
-        **_owned_by_me(db, now),
+        # A queued run has no owner until the queue claims it.
+        **({} if new.queued else owned_by_me(db, now)),
     }
     try:
         with db.write() as conn:
             if new.session is not None:
-                ensure_session(conn, new.session, {}, now)
+                ensure_session(conn, new.session, {}, now, new.tenant)
                 conn.execute(
                     update(sessions).where(sessions.c.name == new.session).values(updated_at=now)
                 )
@@ -125,17 +135,6 @@ def get_run(db: SqlDb, run_id: str) -> Run | None:
     with db.read() as conn:
         row = conn.execute(select_run(run_id)).mappings().first()
     return None if row is None else to_run(row)
-
-
-def list_runs(db: SqlDb, limit: int, status: RunStatus | None, session: str | None) -> list[Run]:
-    query = select(runs).order_by(runs.c.created_at.desc(), runs.c.run_id.desc()).limit(limit)
-    if status is not None:
-        query = query.where(runs.c.status == status)
-    if session is not None:
-        query = query.where(runs.c.session == session)
-    with db.read() as conn:
-        rows = conn.execute(with_journal_totals(query, newest_first=True)).mappings()
-        return [to_run(row) for row in rows]
 
 
 def _update_run(db: SqlDb, run_id: str, values: dict[str, Any]) -> Run:
@@ -210,8 +209,26 @@ def _owner_gone(row: RowMapping, now: float, stale_after_s: float) -> bool:
     return last_sign < now - stale_after_s
 
 
+def _gone_values(now: float) -> dict[str, Any]:
+    """What a run whose process is gone becomes: interrupted, or cancelled if a cancel
+    was asked for (nobody is left to honour it, and the queue must not resume it). Decided
+    in the UPDATE itself, so a cancel asked for meanwhile is not lost."""
+
+    def pick(cancelled: str, interrupted: str) -> Any:
+        return case((runs.c.cancel_requested, cancelled), else_=interrupted)
+
+    return {
+        "status": pick("cancelled", "interrupted"),
+        "stop_reason": pick("cancelled", "interrupted"),
+        "detail": pick(CANCELLED_DETAIL, INTERRUPTED_DETAIL),
+        "finished_at": now,
+        "updated_at": now,
+    }
+
+
 def mark_interrupted(db: SqlDb, stale_after_s: float) -> list[str]:
     now = db.now()
+    # Only "running" runs: a queued run has no owner to lose.
     query = select(
         runs.c.run_id,
         runs.c.owner_host,
@@ -225,6 +242,8 @@ def mark_interrupted(db: SqlDb, stale_after_s: float) -> list[str]:
             row for row in conn.execute(query).mappings() if _owner_gone(row, now, stale_after_s)
         ]
     marked: list[str] = []
+    if not gone:
+        return marked  # no write transaction: this runs before every queue poll
     with db.write() as conn:
         for row in gone:
             # Only if nobody claimed it meanwhile: same status, same owner as when checked.
@@ -235,13 +254,7 @@ def mark_interrupted(db: SqlDb, stale_after_s: float) -> list[str]:
                     runs.c.status == "running",
                     runs.c.owner_token.is_not_distinct_from(row["owner_token"]),
                 )
-                .values(
-                    status="interrupted",
-                    stop_reason="interrupted",
-                    detail=INTERRUPTED_DETAIL,
-                    finished_at=now,
-                    updated_at=now,
-                )
+                .values(_gone_values(now))
             )
             if result.rowcount == 1:
                 marked.append(row["run_id"])
@@ -286,7 +299,9 @@ def claim_run(db: SqlDb, run_id: str, statuses: Collection[RunStatus]) -> Run:
                 finished_at=None,
                 updated_at=now,
                 attempt=runs.c.attempt + 1,
-                **_owned_by_me(db, now),
+                # An explicit resume overrides an earlier cancel.
+                cancel_requested=False,
+                **owned_by_me(db, now),
             )
         )
         return to_run(conn.execute(select_run(run_id)).mappings().one())

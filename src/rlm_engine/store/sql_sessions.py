@@ -4,11 +4,11 @@ the store still refers to."""
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, cast
 
 from sqlalchemy import Connection, RowMapping, delete, select, update
 
-from rlm_engine.store.errors import ConcurrencyError, SessionNotFoundError
+from rlm_engine.store.errors import ConcurrencyError, JournalConflictError, SessionNotFoundError
 from rlm_engine.store.records import ContextRecord, MemoryItem, MemoryScope, Session
 from rlm_engine.store.sql_base import SqlDb, upsert
 from rlm_engine.store.sql_journal import snapshot_refs
@@ -22,26 +22,37 @@ def _session(row: RowMapping) -> Session:
         data=dict(row["data"] or {}),
         created_at=row["created_at"],
         updated_at=row["updated_at"],
+        tenant=row["tenant"],
     )
 
 
-def ensure_session(conn: Connection, name: str, data: Mapping[str, Any], now: float) -> None:
-    """Create the session if it does not exist (concurrent creators both succeed)."""
+def ensure_session(
+    conn: Connection, name: str, data: Mapping[str, Any], now: float, tenant: str
+) -> RowMapping:
+    """The session's row, created if it does not exist (concurrent creators both succeed).
+
+    Raises `JournalConflictError` if the name belongs to another tenant."""
     values = {
         "name": name,
         "version": 1,
         "data": dict(data),
         "created_at": now,
         "updated_at": now,
+        "tenant": tenant,
     }
     upsert(conn, sessions, values, keys=["name"])
+    row = conn.execute(select(sessions).where(sessions.c.name == name)).mappings().one()
+    if row["tenant"] != tenant:
+        # Said without naming the owner: a tenant learns nothing about another's sessions.
+        raise JournalConflictError(
+            f"the session name {name!r} is taken", hint="choose another session name"
+        )
+    return row
 
 
-def open_session(db: SqlDb, name: str, data: Mapping[str, Any] | None) -> Session:
+def open_session(db: SqlDb, name: str, data: Mapping[str, Any] | None, tenant: str) -> Session:
     with db.write() as conn:
-        ensure_session(conn, name, data or {}, db.now())
-        row = conn.execute(select(sessions).where(sessions.c.name == name)).mappings().one()
-        return _session(row)
+        return _session(ensure_session(conn, name, data or {}, db.now(), tenant))
 
 
 def get_session(db: SqlDb, name: str) -> Session | None:
@@ -50,8 +61,10 @@ def get_session(db: SqlDb, name: str) -> Session | None:
     return None if row is None else _session(row)
 
 
-def list_sessions(db: SqlDb, limit: int) -> list[Session]:
+def list_sessions(db: SqlDb, limit: int, tenant: str | None) -> list[Session]:
     query = select(sessions).order_by(sessions.c.updated_at.desc(), sessions.c.name).limit(limit)
+    if tenant is not None:
+        query = query.where(sessions.c.tenant == tenant)
     with db.read() as conn:
         return [_session(row) for row in conn.execute(query).mappings()]
 
@@ -175,10 +188,20 @@ def list_contexts(db: SqlDb) -> list[ContextRecord]:
 
 def delete_unused_contexts(db: SqlDb, *, older_than_s: float) -> int:
     used = select(runs.c.context_hash).where(runs.c.context_hash.is_not(None))
-    stmt = delete(contexts).where(
+    candidates = select(contexts.c.content_hash).where(
         contexts.c.content_hash.not_in(used), contexts.c.created_at < db.now() - older_than_s
     )
     with db.write() as conn:
+        unused = set(conn.execute(candidates).scalars())
+        if not unused:
+            return 0
+        # A session keeps its context (its `context_key`) for the runs it has not had yet.
+        for data in conn.execute(select(sessions.c.data)).scalars():
+            if isinstance(data, Mapping):
+                unused.discard(cast(Mapping[str, Any], data).get("context_key"))
+        if not unused:
+            return 0
+        stmt = delete(contexts).where(contexts.c.content_hash.in_(unused))
         return conn.execute(stmt).rowcount
 
 

@@ -10,14 +10,26 @@ from typing import TYPE_CHECKING, Any, Literal
 from sqlalchemy import Connection, Engine
 from sqlalchemy.exc import DBAPIError, IntegrityError
 
-from rlm_engine.store import sql_cache, sql_events, sql_journal, sql_runs, sql_sessions
+from rlm_engine.store import (
+    sql_cache,
+    sql_events,
+    sql_journal,
+    sql_keys,
+    sql_queue,
+    sql_run_list,
+    sql_runs,
+    sql_sessions,
+    sql_usage,
+)
 from rlm_engine.store.blobs import BlobStore, LocalBlobStore
 from rlm_engine.store.connect import display_url
 from rlm_engine.store.errors import RunNotFoundError
 from rlm_engine.store.group_commit import EVENTS_SLICE, GroupCommitWriter
 from rlm_engine.store.protocol import Store
 from rlm_engine.store.records import (
+    LOCAL_TENANT,
     RESUMABLE_STATUSES,
+    ApiKey,
     CachedResponse,
     CacheStats,
     Cell,
@@ -39,6 +51,7 @@ from rlm_engine.store.records import (
     Session,
     StoredEvent,
     Usage,
+    UsageRow,
 )
 from rlm_engine.store.sql_base import DEFAULT_INLINE_LIMIT, SqlDb
 from rlm_engine.store.write_errors import StoreWriteError
@@ -139,9 +152,18 @@ class SqlStore(Store):
         return sql_runs.get_run(self._db, run_id)
 
     def list_runs(
-        self, limit: int = 50, *, status: RunStatus | None = None, session: str | None = None
+        self,
+        limit: int = 50,
+        *,
+        status: RunStatus | None = None,
+        session: str | None = None,
+        tenant: str | None = None,
+        before: tuple[float, str] | None = None,
     ) -> list[Run]:
-        return sql_runs.list_runs(self._db, limit, status, session)
+        return sql_run_list.list_runs(self._db, limit, status, session, tenant, before)
+
+    def count_runs(self, *, tenant: str | None, statuses: Collection[RunStatus]) -> int:
+        return sql_run_list.count_runs(self._db, tenant, statuses)
 
     def update_run_totals(self, run_id: str, totals: RunTotals) -> Run:
         return sql_runs.update_totals(self._db, run_id, totals)
@@ -183,6 +205,22 @@ class SqlStore(Store):
 
     def mark_interrupted_runs(self, *, stale_after_s: float = 120.0) -> list[str]:
         return sql_runs.mark_interrupted(self._db, stale_after_s)
+
+    def claim_next(
+        self, *, stale_after_s: float = 15.0, tenants_full: Collection[str] = ()
+    ) -> Run | None:
+        return sql_queue.claim_next(self._db, stale_after_s, tenants_full)
+
+    def claim_batch(
+        self, limit: int, *, stale_after_s: float = 15.0, tenant_limit: int | None = None
+    ) -> list[Run]:
+        return sql_queue.claim_batch(self._db, limit, stale_after_s, tenant_limit)
+
+    def count_running_by_tenant(self) -> dict[str, int]:
+        return sql_queue.count_running_by_tenant(self._db)
+
+    def request_cancel(self, run_id: str) -> Run:
+        return sql_queue.request_cancel(self._db, run_id)
 
     def claim_run(
         self, run_id: str, *, statuses: Collection[RunStatus] = RESUMABLE_STATUSES
@@ -330,14 +368,16 @@ class SqlStore(Store):
 
     # sessions
 
-    def open_session(self, name: str, data: Mapping[str, Any] | None = None) -> Session:
-        return sql_sessions.open_session(self._db, name, data)
+    def open_session(
+        self, name: str, data: Mapping[str, Any] | None = None, *, tenant: str = LOCAL_TENANT
+    ) -> Session:
+        return sql_sessions.open_session(self._db, name, data, tenant)
 
     def get_session(self, name: str) -> Session | None:
         return sql_sessions.get_session(self._db, name)
 
-    def list_sessions(self, limit: int = 100) -> list[Session]:
-        return sql_sessions.list_sessions(self._db, limit)
+    def list_sessions(self, limit: int = 100, *, tenant: str | None = None) -> list[Session]:
+        return sql_sessions.list_sessions(self._db, limit, tenant)
 
     def update_session(
         self, name: str, data: Mapping[str, Any], *, expected_version: int
@@ -393,6 +433,31 @@ class SqlStore(Store):
         self, *, model: str | None = None, unused_for_s: float | None = None
     ) -> int:
         return sql_cache.clear_response_cache(self._db, model=model, unused_for_s=unused_for_s)
+
+    # usage
+
+    def usage_rows(self, *, tenant: str, since: float | None = None) -> list[UsageRow]:
+        return sql_usage.usage_rows(self._db, tenant, since)
+
+    def tenant_cost_since(self, tenant: str, since: float) -> float:
+        return sql_usage.tenant_cost_since(self._db, tenant, since)
+
+    # API keys
+
+    def add_api_key(self, key: ApiKey) -> ApiKey:
+        return sql_keys.add_api_key(self._db, key)
+
+    def get_api_key(self, key_id: str) -> ApiKey | None:
+        return sql_keys.get_api_key(self._db, key_id)
+
+    def list_api_keys(self, *, tenant: str | None = None) -> list[ApiKey]:
+        return sql_keys.list_api_keys(self._db, tenant)
+
+    def revoke_api_key(self, key_id: str) -> bool:
+        return sql_keys.revoke_api_key(self._db, key_id)
+
+    def any_api_keys(self) -> bool:
+        return sql_keys.any_api_keys(self._db)
 
 
 def _run_not_found(writes: JournalWrites) -> RunNotFoundError:

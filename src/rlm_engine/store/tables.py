@@ -9,6 +9,7 @@ from __future__ import annotations
 from sqlalchemy import (
     JSON,
     BigInteger,
+    Boolean,
     Column,
     Double,
     ForeignKey,
@@ -19,9 +20,13 @@ from sqlalchemy import (
     Table,
     Text,
     UniqueConstraint,
+    false,
+    text,
 )
 
 metadata = MetaData()
+# Rows recorded before tenants existed belong to the local tenant.
+_LOCAL = text("'local'")
 
 sessions = Table(
     "sessions",
@@ -31,6 +36,10 @@ sessions = Table(
     Column("data", JSON, nullable=False),
     Column("created_at", Double, nullable=False),
     Column("updated_at", Double, nullable=False),
+    # Session names are unique across tenants (the service generates them); the tenant
+    # says whose it is.
+    Column("tenant", String(200), nullable=False, server_default=_LOCAL),
+    Index("ix_sessions_tenant_updated_at", "tenant", "updated_at"),
 )
 
 runs = Table(
@@ -71,9 +80,17 @@ runs = Table(
     Column("failure_kind", String(30)),
     # The error of the last resume attempt that failed and left the run as it was.
     Column("last_error", Text),
+    Column("tenant", String(200), nullable=False, server_default=_LOCAL),
+    # Who in the tenant asked for it: a run resumed by another process acts for them.
+    Column("principal_user", String(200)),
+    # The queue resumes it by itself once its process is gone.
+    Column("auto_resume", Boolean, nullable=False, server_default=false()),
+    # Asked to stop while running: the owner sees it at its next heartbeat.
+    Column("cancel_requested", Boolean, nullable=False, server_default=false()),
     Index("ix_runs_created_at", "created_at"),
     Index("ix_runs_status", "status"),
     Index("ix_runs_session", "session"),
+    Index("ix_runs_tenant_created_at", "tenant", "created_at"),
 )
 
 nodes = Table(
@@ -183,4 +200,17 @@ response_cache = Table(
     Column("created_at", Double, nullable=False),
     Column("used_at", Double, nullable=False),
     Index("ix_response_cache_model", "model"),
+)
+
+api_keys = Table(
+    "api_keys",
+    metadata,
+    Column("key_id", String(100), primary_key=True),
+    Column("tenant", String(200), nullable=False),
+    Column("name", String(200), nullable=False),
+    # sha256 of the secret: the secret itself is shown once and never stored.
+    Column("secret_hash", String(128), nullable=False),
+    Column("created_at", Double, nullable=False),
+    Column("revoked_at", Double),
+    Index("ix_api_keys_tenant", "tenant"),
 )
