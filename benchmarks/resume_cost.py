@@ -58,9 +58,11 @@ async def one_run(
 ) -> dict[str, Any]:
     """One run in this process; ``home`` None means no journal."""
     from rlm_engine import RLM
-    from rlm_engine.cli.run_setup import close_run, open_run
     from rlm_engine.engine.journal_store import StoreJournal
     from rlm_engine.lm.scripted import ScriptedModel
+    from rlm_engine.service.lifecycle import close_run, open_run
+    from rlm_engine.service.principal import Principal
+    from rlm_engine.service.spec import RunSpec
     from rlm_engine.store.factory import open_store
     from rlm_engine.types import Message
 
@@ -89,7 +91,7 @@ async def one_run(
             store.mark_interrupted_runs()
             store.claim_run(run_id)
         else:
-            open_run(store, run_id, QUESTION, {"model": "scripted/root"}, None)
+            open_run(store, run_id, QUESTION, RunSpec(model="scripted/root"), who=Principal.local())
         journal = StoreJournal(store, run_id)
     rlm = RLM(ScriptedModel(root, name="scripted/root"), ScriptedModel(sub, name="scripted/sub"))
     began = time.perf_counter()
@@ -204,7 +206,9 @@ def crash_and_resume(home: Path, rep: int) -> dict[str, Any]:
 
 def store_costs(home: Path) -> dict[str, float]:
     """fsync of a small write on this disk, and one journal write with no contention (ms)."""
-    from rlm_engine.cli.run_setup import open_run
+    from rlm_engine.service.lifecycle import open_run
+    from rlm_engine.service.principal import Principal
+    from rlm_engine.service.spec import RunSpec
     from rlm_engine.store.factory import open_store
     from rlm_engine.store.records import ModelCall
 
@@ -218,7 +222,7 @@ def store_costs(home: Path) -> dict[str, float]:
     os.close(fd)
     store = open_store(None, home / "probe")
     try:
-        open_run(store, "probe", QUESTION, {"model": "scripted/root"}, None)
+        open_run(store, "probe", QUESTION, RunSpec(model="scripted/root"), who=Principal.local())
         record: list[float] = []
         for i in range(50):
             began = time.perf_counter()

@@ -70,8 +70,9 @@ def test_fallback_model_answers_when_the_first_is_refused(tmp_path: Path) -> Non
 
 
 def test_entry_points_are_read_only_when_a_plugin_is_named(monkeypatch: Any) -> None:
-    from rlm_engine.cli import run_setup
     from rlm_engine.plugins.base import Plugin
+    from rlm_engine.service import build
+    from rlm_engine.service.spec import RunSpec
     from rlm_engine.settings import Settings
 
     looked_up: list[list[str]] = []
@@ -80,9 +81,9 @@ def test_entry_points_are_read_only_when_a_plugin_is_named(monkeypatch: Any) -> 
         looked_up.append(list(names))
         return []
 
-    monkeypatch.setattr(run_setup, "load_entry_point_plugins", load)
+    monkeypatch.setattr(build, "load_entry_point_plugins", load)
     settings = Settings.from_env({})
-    run_setup.plugins_for({"plugins": [], "no_default_plugins": True}, settings)
+    build.plugins_for(RunSpec(model="m", no_default_plugins=True), settings)
     assert looked_up == []
-    run_setup.plugins_for({"plugins": ["mine"], "no_default_plugins": True}, settings)
+    build.plugins_for(RunSpec(model="m", plugins=("mine",), no_default_plugins=True), settings)
     assert looked_up == [["mine"]]

@@ -252,8 +252,8 @@ def test_events_the_store_refuses_fail_the_drain_with_a_count_never_silently(
     import asyncio
     import sqlite3
 
-    from rlm_engine.cli.run_setup import StoreEventSink
     from rlm_engine.events import IterationStarted
+    from rlm_engine.service.event_sink import StoreEventSink
     from rlm_engine.store.factory import open_store
     from rlm_engine.store.records import JournalWrites, NewRun
     from rlm_engine.store.write_errors import StoreWriteError

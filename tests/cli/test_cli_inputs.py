@@ -14,9 +14,10 @@ from cli_support import cli, cli_env, is_root
 
 from rlm_engine.cli import inputs
 from rlm_engine.cli.inputs import ContextInputError, ReadOptions, check_contexts, prepare_contexts
-from rlm_engine.cli.provider_env import provider_env
-from rlm_engine.cli.run_setup import build_rlm
 from rlm_engine.errors import ConfigurationError
+from rlm_engine.service.build import build_rlm
+from rlm_engine.service.provider_env import provider_env
+from rlm_engine.service.spec import RunSpec
 from rlm_engine.settings import Settings
 from rlm_engine.sim.config import SimConfig
 from rlm_engine.sim.policies import CallablePolicy
@@ -311,12 +312,16 @@ def test_stored_settings_rebuild_the_same_rlm(tmp_path: Path) -> None:
         "no_default_plugins": True,
     }
     settings = Settings.from_env({"RLM_HOME": str(tmp_path), "MY_SIM_KEY": "sim-key-0042"})
-    rlm = build_rlm(stored, settings, on_event=lambda _: None)
+    rlm = build_rlm(RunSpec.from_json(stored), settings, on_event=lambda _: None)
     assert (rlm.config.max_tokens, rlm.config.max_output_chars) == (5000, 900)
     assert rlm.config.root_settings == ModelSettings(temperature=0.3, max_output_tokens=777)
     assert rlm.config.sub_settings == ModelSettings(temperature=0.0)
     with pytest.raises(ConfigurationError, match="MY_SIM_KEY, which is not set"):
-        build_rlm(stored, Settings.from_env({"RLM_HOME": str(tmp_path)}), on_event=print)
+        build_rlm(
+            RunSpec.from_json(stored),
+            Settings.from_env({"RLM_HOME": str(tmp_path)}),
+            on_event=print,
+        )
 
 
 @pytest.mark.parametrize(

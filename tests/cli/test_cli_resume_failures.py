@@ -12,7 +12,7 @@ from typing import Any
 import sqlalchemy as sa
 from cli_support import cli, cli_env, is_root, turn
 
-from rlm_engine.cli.run_records import engine_version
+from rlm_engine.service.run_records import engine_version
 from rlm_engine.sim.config import SimConfig
 from rlm_engine.sim.policies import CallablePolicy, message_text
 from rlm_engine.sim.runner import SimServerThread

@@ -9,17 +9,16 @@ from pathlib import Path
 import pytest
 
 from rlm_engine.cli.progress import Progress
-from rlm_engine.cli.run_setup import (
-    StoreEventSink,
-    listeners,
-    open_run,
-    run_and_record,
-    run_context,
-)
+from rlm_engine.cli.run_driver import listeners, run_and_record
 from rlm_engine.engine.journal_store import StoreJournal
 from rlm_engine.engine.rlm import RLM
 from rlm_engine.errors import ContextError
 from rlm_engine.lm.scripted import ScriptedModel
+from rlm_engine.service.contexts import run_context
+from rlm_engine.service.event_sink import StoreEventSink
+from rlm_engine.service.lifecycle import open_run
+from rlm_engine.service.principal import Principal
+from rlm_engine.service.spec import RunSpec
 from rlm_engine.store.factory import open_store
 from rlm_engine.store.pinned_context import BackgroundPin, ContextChangedError
 from rlm_engine.store.records import NewRun
@@ -58,7 +57,8 @@ def test_the_run_is_recorded_under_the_pin_key_and_its_context_kept(
 ) -> None:
     ctx = tmp_path / "ctx.txt"
     ctx.write_text("hello world")
-    pin = open_run(store, "r1", "q", {"model": "scripted/root", "context": [str(ctx)]}, None)
+    spec = RunSpec(model="scripted/root", context=(str(ctx),))
+    pin = open_run(store, "r1", "q", spec, who=Principal.local())
     assert pin is not None
     run_row = store.get_run("r1")
     assert run_row is not None and run_row.context_hash == pin.key  # known before the copy

@@ -5,8 +5,8 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
-from rlm_engine.cli.run_setup import StoreEventSink
 from rlm_engine.events import IterationStarted
+from rlm_engine.service.event_sink import StoreEventSink
 from rlm_engine.store.factory import open_store
 from rlm_engine.store.records import NewRun
 

@@ -214,10 +214,15 @@ class SlowJournal(MemoryJournal):
     """Journaling a reply takes a while, as with a real store under load."""
 
     async def record_call(
-        self, node_id: str, role: str, request_hash: str, completion: Completion
+        self,
+        node_id: str,
+        role: str,
+        request_hash: str,
+        completion: Completion,
+        request: str | None = None,
     ) -> None:
         await asyncio.sleep(0.005)
-        await super().record_call(node_id, role, request_hash, completion)
+        await super().record_call(node_id, role, request_hash, completion, request)
 
 
 async def test_in_flight_never_exceeds_the_concurrency_limit_of_a_real_fan_out() -> None:

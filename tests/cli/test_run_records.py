@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import pytest
 
-from rlm_engine.cli.run_records import engine_version, failure_kind
 from rlm_engine.engine.journal import NondeterminismError
 from rlm_engine.errors import (
     BudgetExceeded,
@@ -13,6 +12,7 @@ from rlm_engine.errors import (
     ProviderError,
     SandboxDied,
 )
+from rlm_engine.service.run_records import engine_version, failure_kind
 from rlm_engine.store.errors import StoreUnavailableError
 from rlm_engine.store.run_rules import is_resumable
 

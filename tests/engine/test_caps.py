@@ -9,9 +9,8 @@ from pathlib import Path
 import pytest
 
 from rlm_engine import RLM
-from rlm_engine.cli.ask import run_settings_from_args
+from rlm_engine.cli.ask import spec_from_args
 from rlm_engine.cli.main import build_parser
-from rlm_engine.cli.run_setup import CONFIG_KEYS
 from rlm_engine.engine.budgets import Budget, Limits
 from rlm_engine.engine.caps import CapExceeded, answer_refusal, check_prompt, utf8_size
 from rlm_engine.engine.config import DEFAULT_MAX_SUB_CALLS, RLMConfig
@@ -194,8 +193,7 @@ def test_the_cap_flags_reach_the_rebuilt_rlm() -> None:
         ["ask", "q", "--model", "scripted/x", "--max-prompt-bytes", "2048"]
         + ["--sub-context-tokens", "100", "--max-answer-bytes", "4096"]
     )
-    stored = run_settings_from_args(args, Settings.from_env({}))
-    config = {k: stored[k] for k in CONFIG_KEYS if stored.get(k) is not None}
+    config = spec_from_args(args, Settings.from_env({})).config()
     assert RLMConfig(**config) == RLMConfig(
         max_prompt_bytes=2048, sub_context_tokens=100, max_answer_bytes=4096
     )

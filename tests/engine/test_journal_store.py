@@ -147,11 +147,16 @@ class SlowJournal(MemoryJournal):
         self.second_started = second_started
 
     async def record_call(
-        self, node_id: str, role: str, request_hash: str, completion: Completion
+        self,
+        node_id: str,
+        role: str,
+        request_hash: str,
+        completion: Completion,
+        request: str | None = None,
     ) -> None:
         if role == "sub":
             await asyncio.wait_for(self.second_started.wait(), 5)
-        await super().record_call(node_id, role, request_hash, completion)
+        await super().record_call(node_id, role, request_hash, completion, request)
 
 
 def test_no_concurrency_slot_is_held_while_a_reply_is_journaled() -> None:

@@ -12,9 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from rlm_engine.cli.ask import run_settings_from_args
+from rlm_engine.cli.ask import spec_from_args
 from rlm_engine.cli.main import build_parser
-from rlm_engine.cli.run_setup import CONFIG_KEYS, build_rlm
 from rlm_engine.engine.config import RLMConfig
 from rlm_engine.errors import ConfigurationError
 from rlm_engine.sandbox.cgroups import SandboxCgroup
@@ -28,6 +27,8 @@ from rlm_engine.sandbox.watchdog import (
     pss_anon_bytes,
     tree_pids,
 )
+from rlm_engine.service.build import build_rlm
+from rlm_engine.service.spec import CONFIG_KEYS
 from rlm_engine.settings import Settings
 
 # A parent that forks three children; each touches 40 MiB and waits to be killed.
@@ -156,10 +157,10 @@ def test_memory_mb_setting_and_flag() -> None:
     args = build_parser().parse_args(
         ["ask", "q", "--model", "openai/gpt-5-mini", "--memory-mb", "512"]
     )
-    run_settings = run_settings_from_args(args, Settings.from_env())
-    assert run_settings["memory_mb"] == 512 and "memory_mb" in CONFIG_KEYS
+    spec = spec_from_args(args, Settings.from_env())
+    assert spec.memory_mb == 512 and "memory_mb" in CONFIG_KEYS
     settings = Settings.from_env({"OPENAI_API_KEY": "not-used"})  # no request is made
-    rlm = build_rlm(run_settings, settings, on_event=lambda event: None)
+    rlm = build_rlm(spec, settings, on_event=lambda event: None)
     assert rlm.config.memory_mb == 512
     factory = rlm._sandbox_factory  # pyright: ignore[reportPrivateUsage]
     assert isinstance(factory, LocalSandboxFactory)

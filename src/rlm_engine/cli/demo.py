@@ -14,14 +14,12 @@ from pathlib import Path
 
 from rlm_engine.cli.outcome import exit_code, print_result
 from rlm_engine.cli.progress import Progress
-from rlm_engine.cli.run_setup import (
-    StoreEventSink,
-    listeners,
-    new_run_id,
-    open_run,
-    run_and_record,
-)
+from rlm_engine.cli.run_driver import listeners, run_and_record
 from rlm_engine.cli.store_access import cli_store
+from rlm_engine.service.event_sink import StoreEventSink
+from rlm_engine.service.lifecycle import new_run_id, open_run
+from rlm_engine.service.principal import Principal
+from rlm_engine.service.spec import RunSpec
 from rlm_engine.settings import Settings
 from rlm_engine.types import Message
 
@@ -112,12 +110,12 @@ def run_demo(args: argparse.Namespace) -> int:
     root = ScriptedModel(_root, name="scripted/demo-root")
     sub = ScriptedModel(_sub, name="scripted/demo-sub")
     run_id = new_run_id()
-    run_settings = {"model": root.name, "sub_model": sub.name, "context": [str(log_path)]}
+    spec = RunSpec(model=root.name, sub_model=sub.name, context=(str(log_path),))
     with cli_store(settings) as store:
         sink = StoreEventSink(store)
         progress = Progress(verbose=args.verbose)
         rlm = RLM(root, sub, env=settings.env, on_event=listeners(run_id, sink, progress))
-        pin = open_run(store, run_id, QUESTION, run_settings, None)
+        pin = open_run(store, run_id, QUESTION, spec, who=Principal.local())
         result = run_and_record(
             rlm,
             store,

@@ -19,16 +19,12 @@ from collections.abc import Iterator, Mapping, Sequence
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, BinaryIO, Literal
+from typing import BinaryIO
 
 from rlm_engine.errors import ConfigurationError
+from rlm_engine.service.contexts import SNIFF_BYTES, ReadOptions, is_binary
+from rlm_engine.service.spec import BinaryMode
 
-if TYPE_CHECKING:
-    from rlm_engine.sandbox.base import ContextValue
-
-BinaryMode = Literal["refuse", "bytes"]
-
-SNIFF_BYTES = 8192
 CHUNK_BYTES = 1 << 20
 JSON_CHECK_BYTES = 256 * 1024 * 1024
 """Larger ``.json`` contexts are not parsed here: the run's loader parses them (a second
@@ -37,8 +33,6 @@ STDIN = "-"
 STDIN_NAME = "<stdin>"
 # Version-control internals are skipped when a directory is staged; skip them here too.
 SKIPPED_DIRS = frozenset({".git", ".hg", ".svn"})
-# Encodings in which NUL bytes are ordinary text.
-_WIDE = ("utf-16", "utf-32")
 
 
 class ContextInputError(ConfigurationError):
@@ -48,13 +42,6 @@ class ContextInputError(ConfigurationError):
         super().__init__(message, hint=hint)
 
 
-@dataclass(frozen=True, slots=True)
-class ReadOptions:
-    binary: BinaryMode = "refuse"
-    encoding: str | None = None
-    """None: UTF-8, invalid bytes replaced with a warning."""
-
-
 @dataclass(slots=True)
 class Findings:
     """What the checks found in the contexts, besides errors."""
@@ -62,16 +49,6 @@ class Findings:
     warnings: list[str] = field(default_factory=list[str])
     binary: list[str] = field(default_factory=list[str])
     """User paths of binary files, loaded as bytes (``--binary bytes``)."""
-
-
-def _is_binary(prefix: bytes, encoding: str | None) -> bool:
-    if encoding is not None and encoding.startswith(_WIDE):
-        return False
-    if b"\0" in prefix:
-        return True
-    # Text has few control bytes besides tab, newlines, form feed and escape.
-    controls = sum(1 for b in prefix if b < 32 and b not in b"\t\n\r\f\x1b")
-    return bool(prefix) and controls / len(prefix) > 0.1
 
 
 @dataclass(slots=True)
@@ -156,7 +133,7 @@ def _check_file(path: Path, user: str, options: ReadOptions, found: Findings, al
         return  # an empty file in a directory is just an empty file of the corpus
     with path.open("rb") as handle:
         prefix = handle.read(SNIFF_BYTES)
-    if _is_binary(prefix, options.encoding):
+    if is_binary(prefix, options.encoding):
         found.binary.append(user)
         return
     encoding = options.encoding or "utf-8"
@@ -305,32 +282,6 @@ def prepare_contexts(
             )
         names[kept] = STDIN_NAME
     return paths, check_contexts(paths, options, names)
-
-
-def read_options(run_settings: Mapping[str, Any]) -> ReadOptions:
-    """How a run's stored settings say its context files are read."""
-    binary = "bytes" if run_settings.get("binary") == "bytes" else "refuse"
-    encoding = run_settings.get("encoding")
-    return ReadOptions(binary=binary, encoding=encoding if isinstance(encoding, str) else None)
-
-
-def context_value(paths: Sequence[Path], options: ReadOptions) -> ContextValue:
-    """The value handed to the run for ``paths``: each a `ContextFile` carrying how to
-    read it (its encoding; bytes for a binary file under ``--binary bytes``)."""
-    from rlm_engine.sandbox.context import ContextFile
-
-    if not paths:
-        return None
-    # UTF-8 is the loader's default; naming it would keep a large text from being mapped.
-    encoding = None if options.encoding == "utf-8" else options.encoding
-    values: list[Path] = []
-    for path in paths:
-        as_bytes = False
-        if options.binary == "bytes" and path.is_file():
-            with path.open("rb") as handle:
-                as_bytes = _is_binary(handle.read(SNIFF_BYTES), options.encoding)
-        values.append(ContextFile.of(path, encoding=encoding, as_bytes=as_bytes))
-    return values[0] if len(values) == 1 else values
 
 
 def checked_contexts(

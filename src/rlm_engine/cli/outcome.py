@@ -85,7 +85,7 @@ def stop_hint(
         return BUDGET_HINTS.get(budget, _STOP_HINTS[stop_reason])
     if stop_reason != "error":
         return _STOP_HINTS.get(stop_reason, "")
-    from rlm_engine.cli.run_records import failure_kind as kind_of
+    from rlm_engine.service.run_records import failure_kind as kind_of
 
     own = cause.hint if cause is not None else ""
     hint = own or detail_hint(detail, failure_kind)

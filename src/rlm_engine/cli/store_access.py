@@ -8,9 +8,8 @@ from contextlib import contextmanager
 from typing import Any
 
 from rlm_engine.errors import ConfigurationError
+from rlm_engine.service.store_opening import open_settings_store
 from rlm_engine.settings import Settings
-from rlm_engine.store.errors import StoreUnavailableError
-from rlm_engine.store.factory import open_store
 from rlm_engine.store.protocol import Store
 from rlm_engine.store.records import Run
 from rlm_engine.store.sql_store import SqlStore
@@ -32,33 +31,9 @@ class UnknownSessionError(ConfigurationError):
         self.name = name
 
 
-class StoreAccessError(ConfigurationError):
-    """The store (`RLM_HOME` or `RLM_STORE_URL`) cannot be opened: a configuration error,
-    found before any run starts (exit status 2)."""
-
-
-def _store_hint(settings: Settings) -> str:
-    if settings.store_url:
-        return "check RLM_STORE_URL (is the database up, and the URL right?)"
-    return (
-        f"RLM_HOME ({settings.home}) must be a writable directory; "
-        "fix its permissions or set RLM_HOME to another one"
-    )
-
-
 def open_cli_store(settings: Settings) -> SqlStore:
     """The store the settings name: `RLM_STORE_URL`, else SQLite under `RLM_HOME`."""
-    try:
-        return open_store(settings.store_url, settings.home)
-    except StoreUnavailableError as exc:
-        raise StoreAccessError(str(exc), hint=_store_hint(settings)) from exc
-    except OSError as exc:
-        # Creating RLM_HOME itself failed (a read-only disk, a file in the way).
-        where = exc.filename or settings.home
-        why = exc.strerror or str(exc)
-        raise StoreAccessError(
-            f"cannot open the store under {where}: {why}", hint=_store_hint(settings)
-        ) from exc
+    return open_settings_store(settings)
 
 
 @contextmanager

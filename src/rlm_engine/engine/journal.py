@@ -122,8 +122,16 @@ class Journal(Protocol):
     async def recorded_call(self, node_id: str) -> RecordedCall | None: ...
 
     async def record_call(
-        self, node_id: str, role: str, request_hash: str, completion: Completion
-    ) -> None: ...
+        self,
+        node_id: str,
+        role: str,
+        request_hash: str,
+        completion: Completion,
+        request: str | None = None,
+    ) -> None:
+        """Keep a call's outcome; ``request`` is what `journaled_request` kept of what it
+        asked, for people reading the run (a replay compares ``request_hash`` only)."""
+        ...
 
     async def recorded_cell(self, node_id: str) -> RecordedCell | None: ...
 
@@ -159,6 +167,29 @@ def request_hash(model: str, messages: Sequence[Message], settings: ModelSetting
     )
 
 
+REQUEST_KEPT_CHARS = 16_384
+"""How much of each message of a request the journal keeps for reading."""
+
+
+def journaled_request(role: str, messages: Sequence[Message]) -> str:
+    """What the journal keeps of a request, as the JSON of its messages: a sub-call's
+    messages, a root turn's since its last reply (the earlier ones are in the earlier
+    turns), each cut to its first `REQUEST_KEPT_CHARS` characters (``chars`` then gives
+    the whole length). Bounded, so a fan-out over a large context does not store the
+    context again."""
+    shown = messages
+    if role == "root":
+        last = max((i for i, m in enumerate(messages) if m.role == "assistant"), default=-1)
+        shown = messages[last + 1 :]
+    kept: list[dict[str, object]] = []
+    for m in shown:
+        item: dict[str, object] = {"role": m.role, "content": m.content[:REQUEST_KEPT_CHARS]}
+        if len(m.content) > REQUEST_KEPT_CHARS:
+            item["chars"] = len(m.content)
+        kept.append(item)
+    return json.dumps(kept, ensure_ascii=False)
+
+
 def output_hash(result: CellResult) -> str:
     final = None
     if result.final is not None:
@@ -181,7 +212,12 @@ class MemoryJournal:
         return found[1] if found is not None else None
 
     async def record_call(
-        self, node_id: str, role: str, request_hash: str, completion: Completion
+        self,
+        node_id: str,
+        role: str,
+        request_hash: str,
+        completion: Completion,
+        request: str | None = None,
     ) -> None:
         self.model_calls_recorded += 1
         self.calls[node_id] = (

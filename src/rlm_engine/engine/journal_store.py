@@ -16,6 +16,7 @@ then loses only steps a resume redoes anyway (call the root again, run the cell 
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Sequence
 from concurrent.futures import Future
 from dataclasses import replace
 from typing import Literal, cast
@@ -44,7 +45,7 @@ from rlm_engine.store.records import (
     NodeKind,
 )
 from rlm_engine.store.records import Usage as StoredUsage
-from rlm_engine.types import Completion, Usage
+from rlm_engine.types import Completion, Message, ModelSettings, Usage
 
 _KINDS: dict[str, NodeKind] = {
     "root": "root_turn",
@@ -56,6 +57,29 @@ _KINDS: dict[str, NodeKind] = {
 
 class ReplayExhausted(RLMError):
     """A replay needed a model reply the journal does not hold."""
+
+
+class OfflineModel:
+    """Stands in for a model during an offline replay: it is never supposed to be called."""
+
+    def __init__(self, name: str) -> None:
+        self._name = name
+
+    @property
+    def name(self) -> str:
+        return self._name
+
+    @property
+    def provider(self) -> str:
+        return self._name.split("/", 1)[0]
+
+    async def complete(
+        self, messages: Sequence[Message], settings: ModelSettings | None = None
+    ) -> Completion:
+        raise ReplayExhausted(
+            f"the journal holds no reply for a call to {self._name}; an offline replay makes "
+            "no model calls (use `rlm runs resume` to continue with live models)"
+        )
 
 
 def _parent(node_id: str) -> str | None:
@@ -176,7 +200,12 @@ class StoreJournal:
         return (await self._index()).get(node_id)
 
     async def record_call(
-        self, node_id: str, role: str, request_hash: str, completion: Completion
+        self,
+        node_id: str,
+        role: str,
+        request_hash: str,
+        completion: Completion,
+        request: str | None = None,
     ) -> None:
         node_id = self._epochs.key(node_id)
         if self.read_only:
@@ -191,6 +220,7 @@ class StoreJournal:
             kind=_KINDS.get(role, "llm"),
             request_hash=request_hash,
             response=completion.text,
+            request=request,
             parent_id=_parent(node_id),
             model=completion.model,
             usage=StoredUsage(usage.input_tokens, usage.output_tokens, usage.cached_tokens),

@@ -12,7 +12,14 @@ from rlm_engine.store.export_formats import EXPORT_FORMATS
 
 # `rlm_engine.store.records.RunStatus`, spelled out so that parsing imports no store module
 # (a test checks that the two agree).
-RUN_STATUSES: tuple[str, ...] = ("running", "completed", "failed", "interrupted")
+RUN_STATUSES: tuple[str, ...] = (
+    "queued",
+    "running",
+    "completed",
+    "failed",
+    "interrupted",
+    "cancelled",
+)
 
 
 def register(subparsers: Any) -> None:

@@ -1,42 +1,43 @@
-"""``rlm ask --session NAME``: the REPL of a session, rebuilt from its earlier runs' cells.
+"""A session's REPL, rebuilt from its earlier runs' cells before a new question.
 
 No model is called while restoring, and the new question uses the models and settings
 given now (see ``engine.restore``)."""
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
-from typing import cast
 
-from rlm_engine.cli.run_setup import run_context
 from rlm_engine.engine.restore import PastRun
 from rlm_engine.engine.restore_store import past_run
 from rlm_engine.engine.rlm import RLM
 from rlm_engine.errors import ContextError
 from rlm_engine.sandbox.base import ContextValue
+from rlm_engine.service.contexts import run_context
+from rlm_engine.service.principal import Principal
+from rlm_engine.service.spec import RunSpec
+from rlm_engine.store.errors import SessionNotFoundError
 from rlm_engine.store.protocol import Store
 from rlm_engine.store.records import Run
 
-RESTORED_FROM = "session_runs"
-"""The key of a run's settings naming the earlier runs its session was restored from."""
 
-
-def session_runs(store: Store, session: str | None) -> list[Run]:
-    """The finished runs of a session, oldest first: their cells restore its REPL."""
+def session_runs(store: Store, session: str | None, who: Principal) -> list[Run]:
+    """The finished runs of a session (opened for ``who``'s tenant if new), oldest first:
+    their cells restore its REPL. Another tenant's session is `SessionNotFoundError`."""
     if session is None:
         return []
-    store.open_session(session)
-    runs = store.list_runs(limit=10_000, session=session)
+    found = store.get_session(session)
+    if found is not None and found.tenant != who.tenant:
+        raise SessionNotFoundError(session)
+    store.open_session(session, tenant=who.tenant)
+    runs = store.list_runs(limit=10_000, session=session, tenant=who.tenant)
     return [r for r in reversed(runs) if r.status == "completed"]
 
 
 def restored_runs(store: Store, run: Run) -> list[Run]:
     """The runs ``run``'s REPL was restored from when it began (none outside a session):
     resuming or replaying it restores the same, so its first prompt is the same too."""
-    raw: object = run.settings.get(RESTORED_FROM)
-    ids = [str(i) for i in cast(list[object], raw)] if isinstance(raw, list) else []
+    ids = list(RunSpec.from_json(run.settings).restored_from)
     found = [store.get_run(run_id) for run_id in ids]
     missing = [i for i, r in zip(ids, found, strict=True) if r is None]
     if missing:
@@ -64,13 +65,17 @@ def past_runs(store: Store, runs: Sequence[Run], scratch: Path) -> list[PastRun]
     return past
 
 
-def restorer(rlm: RLM, past: Sequence[PastRun]) -> Callable[[], Awaitable[None]]:
-    """What ``run_and_record`` runs before the question: the restore, whose warnings go
-    to stderr (a session is a convenience, not a replay guarantee)."""
+def restorer(
+    rlm: RLM, past: Sequence[PastRun], warn: Callable[[str], None]
+) -> Callable[[], Awaitable[None]] | None:
+    """What runs before the question: the restore, whose warnings go to ``warn`` (a
+    session is a convenience, not a replay guarantee). None with nothing to restore."""
+    if not past:
+        return None
 
     async def restore() -> None:
         report = await rlm.arestore(past)
         for warning in report.warnings:
-            print(f"rlm: warning: restoring the session: {warning}", file=sys.stderr)
+            warn(f"restoring the session: {warning}")
 
     return restore

@@ -4,7 +4,6 @@ resume may go on with it)."""
 
 from __future__ import annotations
 
-import sys
 from functools import cache
 from typing import get_args
 
@@ -13,7 +12,7 @@ from rlm_engine.store.records import Run
 from rlm_engine.store.run_rules import FailureKind
 
 SETTINGS_VERSION = 1
-"""The shape of the settings a run stores (the keys `rlm ask` writes and `build_rlm` reads).
+"""The shape of the settings a run stores (`RunSpec.to_json`, read by `RunSpec.from_json`).
 Bump it when a key is renamed or removed or its meaning changes, and keep reading the older
 shapes listed in `READABLE_SETTINGS_VERSIONS`; adding a key read with a default needs none.
 Runs recorded before versions were kept have shape 1."""
@@ -30,9 +29,10 @@ def engine_version() -> str:
     return __version__
 
 
-def check_recorded(run: Run, doing: str) -> None:
-    """Refuse a run whose settings shape this engine cannot read; warn on stderr when
-    another engine version recorded it, before `doing` ("resume", "replay") starts."""
+def check_recorded(run: Run, doing: str) -> str | None:
+    """Refuse a run whose settings shape this engine cannot read; before `doing`
+    ("resume", "replay") a run another engine version recorded, return the warning to
+    show (None when this version recorded it)."""
     shape = 1 if run.settings_version is None else run.settings_version
     if shape not in READABLE_SETTINGS_VERSIONS:
         raise ConfigurationError(
@@ -44,14 +44,13 @@ def check_recorded(run: Run, doing: str) -> None:
         )
     mine = engine_version()
     if run.engine_version == mine:
-        return
+        return None
     recorded = run.engine_version or "a version that was not recorded"
-    print(
-        f"rlm: warning: run {run.run_id} was recorded by rlm-engine {recorded}; this is "
+    return (
+        f"run {run.run_id} was recorded by rlm-engine {recorded}; this is "
         f"{mine}. Its journaled model calls and cells are reused as recorded, but this engine "
         f"may build different requests or run cells differently, so the {doing} may diverge "
-        "(the run then stays as it was, and the recording engine can continue it)",
-        file=sys.stderr,
+        "(the run then stays as it was, and the recording engine can continue it)"
     )
 
 
