@@ -10,6 +10,8 @@ import argparse
 import importlib.util
 import ipaddress
 import sys
+import threading
+import time
 
 from rlm_engine.errors import ConfigurationError, MissingExtraError
 from rlm_engine.settings import Settings
@@ -43,6 +45,31 @@ def _require_server_extra() -> None:
             raise MissingExtraError("rlm serve", "server", module)
 
 
+def open_when_ready(url: str, *, wait_s: float = 30.0) -> threading.Thread:
+    """Open ``url`` in a browser once the server answers ``/readyz`` (in the background:
+    the server starts meanwhile); on a machine without a browser, say where to go."""
+
+    def go() -> None:
+        import webbrowser
+
+        import httpx
+
+        deadline = time.monotonic() + wait_s
+        while time.monotonic() < deadline:
+            try:
+                if httpx.get(f"{url}readyz", timeout=1.0).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.2)
+        if not webbrowser.open(url):
+            print(f"rlm: no browser to open here; visit {url}", file=sys.stderr)
+
+    thread = threading.Thread(target=go, name="rlm-open-browser", daemon=True)
+    thread.start()
+    return thread
+
+
 def run_serve(args: argparse.Namespace) -> int:
     _require_server_extra()
     from rlm_engine.cli.store_access import cli_store
@@ -55,7 +82,10 @@ def run_serve(args: argparse.Namespace) -> int:
     import uvicorn
 
     shown = f"[{args.host}]" if ":" in args.host else args.host
-    print(f"rlm: API docs at http://{shown}:{args.port}/docs", file=sys.stderr)
+    url = f"http://{shown}:{args.port}/"
+    print(f"rlm: web UI at {url} (API docs at {url}docs)", file=sys.stderr)
+    if args.open and args.port:
+        open_when_ready(url)
     if args.workers > 1:
         # Each worker process builds its own app (and services) from the environment.
         uvicorn.run(

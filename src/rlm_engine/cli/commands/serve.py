@@ -29,6 +29,11 @@ def register(subparsers: Any) -> None:
         help="server processes sharing the store (Postgres is best for more than one)",
     )
     p.add_argument(
+        "--open",
+        action="store_true",
+        help="open the web UI in a browser once the server is ready",
+    )
+    p.add_argument(
         "--log-level",
         choices=("critical", "error", "warning", "info", "debug"),
         default="info",
