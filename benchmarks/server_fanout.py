@@ -253,11 +253,12 @@ def write(
         "event sink's batching (a run's events are gathered for up to 100 ms and committed "
         "together: `StoreEventSink.FLUSH_EVERY_S`), the commit, waking the stream, and HTTP "
         "to the client. In-cell batch time is what the runs' cells measured around their "
-        f"{FANOUT} sub-calls; when all {runs} library runs send their batches in the same "
-        "instant, the one simulator process answering them is the bottleneck, while the "
-        "server's runs start spread out over its queue. The sandbox worker processes of "
-        "the runs (one per run) are not in the server's VmHWM. The machine has 2 cores "
-        "shared with other work; the rounds show the spread.\n"
+        f"{FANOUT} sub-calls. The server's queue starts every run at once, so its one "
+        "event loop does the engine work of all of them plus the durable journal, the "
+        "event store and the SSE streams: on 2 cores that CPU is what the ratio and the "
+        "SSE latency measure (`rlm serve --workers N` spreads runs over processes). The "
+        "sandbox worker processes of the runs (one per run) are not in the server's VmHWM. "
+        "The machine has 2 cores shared with other work; the rounds show the spread.\n"
     )
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     RESULTS.write_text(text)
