@@ -24,7 +24,6 @@ def upgrade() -> None:
     # with a default is a plain ALTER on both backends.
     with op.batch_alter_table("runs") as batch:
         batch.add_column(sa.Column("tenant", sa.String(200), nullable=False, server_default=_LOCAL))
-        batch.add_column(sa.Column("principal_user", sa.String(200)))
         batch.add_column(
             sa.Column("auto_resume", sa.Boolean, nullable=False, server_default=sa.false())
         )
@@ -55,5 +54,5 @@ def downgrade() -> None:
         batch.drop_column("tenant")
     with op.batch_alter_table("runs") as batch:
         batch.drop_index("ix_runs_tenant_created_at")
-        for name in ("cancel_requested", "auto_resume", "principal_user", "tenant"):
+        for name in ("cancel_requested", "auto_resume", "tenant"):
             batch.drop_column(name)
