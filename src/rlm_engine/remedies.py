@@ -94,6 +94,8 @@ TYPE_HINTS: dict[str, str] = {
     "SandboxDied": "the sandbox process died (memory or a crash); lower the work per cell "
     "or raise --cell-timeout",
     "SandboxError": "the sandbox failed; check that the isolation backend works (--isolation)",
+    "RunNotFoundError": "`rlm runs list` shows the recorded runs",
+    "SessionNotFoundError": "`rlm sessions list` shows the sessions",
     "StoreUnavailableError": "check RLM_HOME (or RLM_STORE_URL): it must be writable",
     "StoreWriteError": "the store could not write (disk full, read-only or locked): free "
     "space under RLM_HOME (or RLM_STORE_URL's database) or make it writable",

@@ -307,6 +307,7 @@ def test_unknown_run_is_a_usage_error_that_says_how_to_list_runs(
     assert main(argv) == 2
     err = capsys.readouterr().err
     assert "no run 'nope'" in err and "rlm runs list" in err
+    assert "is recorded" not in err  # nothing is: the store holds no such run
 
 
 def test_resume_stays_registered_under_runs() -> None:

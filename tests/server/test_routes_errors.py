@@ -86,7 +86,7 @@ async def test_error_body_has_type_message_and_hint() -> None:
     ("error", "message", "hint"),
     [
         (RunNotFoundError("run_123"), "no run with id 'run_123'", "GET /v1/runs"),
-        (SessionNotFoundError("ses_1"), "no session with id 'ses_1'", "GET /v1/sessions"),
+        (SessionNotFoundError("ses_1"), "no session named 'ses_1'", "GET /v1/sessions"),
         (StoreUnavailableError("db down"), "db down", "try again"),
     ],
 )

@@ -132,6 +132,8 @@ def report_error(
     if remedy:
         print(f"rlm: hint: {remedy}", file=sys.stderr)
     run_id = getattr(exc, "run_id", None)
+    if isinstance(run_id, str) and _names_no_run(exc):
+        run_id = None  # the id of a run the store does not hold: nothing is recorded
     if isinstance(run_id, str):  # the run it stopped is recorded: say which
         print(f"rlm: run {run_id} is recorded; see `rlm runs show {run_id}`", file=sys.stderr)
     if as_json:
@@ -159,3 +161,10 @@ def _interrupted(run_id: str | None, as_json: bool) -> int:
 
 if __name__ == "__main__":
     sys.exit(main())
+
+
+def _names_no_run(exc: BaseException) -> bool:
+    from rlm_engine.cli.store_access import UnknownRunError
+    from rlm_engine.store.errors import NotFoundError
+
+    return isinstance(exc, (UnknownRunError, NotFoundError))

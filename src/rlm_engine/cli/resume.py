@@ -8,19 +8,24 @@ import asyncio
 from rlm_engine.cli.outcome import exit_code, print_result
 from rlm_engine.cli.progress import Progress
 from rlm_engine.cli.run_driver import run_in_service, warn
-from rlm_engine.cli.store_access import UnknownRunError, cli_store
+from rlm_engine.cli.store_access import UnknownRunError, cli_store, require_run
 from rlm_engine.engine.result import RunResult
 from rlm_engine.errors import ConfigurationError
 from rlm_engine.service.principal import Principal
 from rlm_engine.service.runs import RunHandle, RunService
 from rlm_engine.settings import Settings
 from rlm_engine.store.errors import RunNotFoundError, RunNotResumableError
+from rlm_engine.store.run_rules import resume_refusal
 
 
 def run_resume(args: argparse.Namespace) -> int:
     settings = Settings.from_env()
     run_id: str = args.run_id
     with cli_store(settings) as store:
+        run = require_run(store, run_id)  # before the live line: a wrong id is just an error
+        refusal = resume_refusal(run_id, run.status, run.failure_kind)
+        if refusal is not None:
+            raise ConfigurationError(refusal[0], hint=refusal[1])
         progress = Progress(verbose=args.verbose)
 
         async def start(service: RunService) -> RunHandle:
@@ -44,6 +49,7 @@ def run_resume(args: argparse.Namespace) -> int:
 def run_replay(args: argparse.Namespace) -> int:
     settings = Settings.from_env()
     with cli_store(settings) as store:
+        require_run(store, args.run_id)
         progress = Progress(verbose=args.verbose)
 
         async def replay() -> RunResult:

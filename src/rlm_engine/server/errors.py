@@ -28,9 +28,7 @@ from rlm_engine.store.errors import (
     ConcurrencyError,
     JournalConflictError,
     NotFoundError,
-    RunNotFoundError,
     RunNotResumableError,
-    SessionNotFoundError,
     StoreUnavailableError,
 )
 
@@ -88,15 +86,6 @@ SERVER_HINTS: Mapping[str, str] = {
 }
 
 
-def server_message(exc: RLMError) -> str:
-    """``exc``'s message without the CLI commands some messages suggest."""
-    if isinstance(exc, RunNotFoundError):
-        return f"no run with id {exc.run_id!r}"
-    if isinstance(exc, SessionNotFoundError):
-        return f"no session with id {exc.name!r}"
-    return str(exc)
-
-
 def server_hint(exc: RLMError) -> str:
     for cls in type(exc).__mro__:
         hint = SERVER_HINTS.get(cls.__name__)
@@ -120,7 +109,7 @@ def error_response(exc: RLMError) -> JSONResponse:
     if isinstance(exc, TenantLimitError):
         headers["Retry-After"] = str(max(1, math.ceil(exc.retry_after_s)))
     return JSONResponse(
-        error_body(type(exc).__name__, server_message(exc), server_hint(exc)),
+        error_body(type(exc).__name__, str(exc), server_hint(exc)),
         status_code=status_of(exc),
         headers=headers,
     )

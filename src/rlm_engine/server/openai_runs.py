@@ -142,13 +142,6 @@ async def submit(
     return run, wanted
 
 
-async def outcome(services: Services, who: Principal, run_id: str) -> Run:
-    """The run once it has ended (its events followed to the end)."""
-    async for _ in services.runs.events(who, run_id):
-        pass
-    return await asyncio.to_thread(services.runs.get_run, who, run_id)
-
-
 def answer_of(run: Run, wanted: OutputFormat | None) -> str:
     """The answer of an ended run; `RunNotAnsweredError` for a run that has none."""
     if run.status != "completed" or not run.answer:

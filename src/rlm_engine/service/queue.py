@@ -253,12 +253,6 @@ class RunQueue:
             tenant_limit=self._limits.tenant_concurrent_runs,
         )
 
-    def tenants_full(self) -> frozenset[str]:
-        """Tenants with as many runs running (in any process) as they may."""
-        limit = self._limits.tenant_concurrent_runs
-        running = self._store.count_running_by_tenant()
-        return frozenset(tenant for tenant, n in running.items() if n >= limit)
-
     async def _start(self, run: Run) -> None:
         """Start a claimed run, freeing its reserved slot once it counts as executing
         (or has been given back)."""

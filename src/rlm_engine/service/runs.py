@@ -587,6 +587,13 @@ class RunService:
             for event in batch:
                 yield event
 
+    async def wait(self, who: Principal, run_id: str) -> Run:
+        """The run's record once it has ended, wherever it executes (its events followed
+        to their end)."""
+        async for _ in self.event_batches(who, run_id):
+            pass
+        return await asyncio.to_thread(self.get_run, who, run_id)
+
     async def event_batches(
         self, who: Principal, run_id: str, *, after_seq: int = -1, follow: bool = True
     ) -> AsyncIterator[list[StoredEvent]]:

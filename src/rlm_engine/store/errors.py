@@ -38,7 +38,7 @@ class RunNotFoundError(NotFoundError):
     """No run has this id."""
 
     def __init__(self, run_id: str) -> None:
-        super().__init__(f"no run with id {run_id!r} (see `rlm runs list`)")
+        super().__init__(f"no run with id {run_id!r}")
         self.run_id = run_id
 
 
@@ -46,7 +46,7 @@ class SessionNotFoundError(NotFoundError):
     """No session has this name."""
 
     def __init__(self, name: str) -> None:
-        super().__init__(f"no session named {name!r} (see `rlm sessions list`)")
+        super().__init__(f"no session named {name!r}")
         self.name = name
 
 

@@ -59,27 +59,8 @@ def _claim_values(db: SqlDb, status: str, now: float) -> dict[str, Any]:
 
 
 def claim_next(db: SqlDb, stale_after_s: float, tenants_full: Collection[str]) -> Run | None:
-    mark_interrupted(db, stale_after_s)
-    conditions = _claimable(tenants_full)
-    lost: list[str] = []
-    with db.write() as conn:
-        while True:
-            query = (
-                select(runs.c.run_id, runs.c.status)
-                .where(*conditions)
-                .order_by(runs.c.created_at, runs.c.run_id)
-                .limit(1)
-                .with_for_update(skip_locked=True)
-            )
-            if lost:
-                query = query.where(runs.c.run_id.not_in(lost))
-            candidate = conn.execute(query).mappings().first()
-            if candidate is None:
-                return None
-            run_id: str = candidate["run_id"]
-            if _take(db, conn, run_id, candidate["status"], conditions):
-                return to_run(conn.execute(select_run(run_id)).mappings().one())
-            lost.append(run_id)
+    claimed = claim_batch(db, 1, stale_after_s, None, excluded=tenants_full)
+    return claimed[0] if claimed else None
 
 
 def _take(
@@ -109,10 +90,18 @@ def count_running_by_tenant(db: SqlDb) -> dict[str, int]:
         return running_by_tenant(conn)
 
 
-def claim_batch(db: SqlDb, limit: int, stale_after_s: float, tenant_limit: int | None) -> list[Run]:
+def claim_batch(
+    db: SqlDb,
+    limit: int,
+    stale_after_s: float,
+    tenant_limit: int | None,
+    *,
+    excluded: Collection[str] = (),
+) -> list[Run]:
     """Up to ``limit`` runs claimed in one write transaction, oldest first, with no tenant
     taken past ``tenant_limit`` runs running (those already running anywhere counted in
-    the same transaction, so one batch cannot overshoot a tenant either)."""
+    the same transaction, so one batch cannot overshoot a tenant either), and none of the
+    ``excluded`` tenants'."""
     if limit <= 0:
         return []
     mark_interrupted(db, stale_after_s)
@@ -122,7 +111,7 @@ def claim_batch(db: SqlDb, limit: int, stale_after_s: float, tenant_limit: int |
         passed: list[str] = []  # lost to another claimer, or of a tenant filled meanwhile
         while len(claimed) < limit:
             full = {t for t, n in running.items() if tenant_limit is not None and n >= tenant_limit}
-            conditions = _claimable(full)
+            conditions = _claimable(full | set(excluded))
             query = (
                 select(runs.c.run_id, runs.c.status, runs.c.tenant)
                 .where(*conditions)

@@ -24,7 +24,6 @@ from rlm_engine.server.openai_runs import (
     answer_of,
     completion_id,
     finish_reason,
-    outcome,
     submit,
     usage,
 )
@@ -75,7 +74,7 @@ async def chat_completions(
             ping=PING_S,
             headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
         )
-    ended = await outcome(services, who, run.run_id)
+    ended = await services.runs.wait(who, run.run_id)
     return ChatCompletion(
         id=maker.id,
         created=maker.created,

@@ -55,11 +55,8 @@ async def execute(
     body: SeedExecute, who: CurrentPrincipal, services: ServicesDep, settings: SettingsDep
 ) -> SeedExecution:
     run_id = await _submit(body, who, services, settings)
-    # Following the events to their end waits for the run wherever it executes; a failed
-    # or stopped run is still an answer here: its record says how it ended.
-    async for _ in services.runs.events(who, run_id):
-        pass
-    run = await asyncio.to_thread(services.runs.get_run, who, run_id)
+    # A failed or stopped run is still an answer here: its record says how it ended.
+    run = await services.runs.wait(who, run_id)
     return SeedExecution(
         execution_id=run.run_id,
         answer=run.answer,
