@@ -179,6 +179,11 @@ def _check_path(raw: str, options: ReadOptions, found: Findings, user: str) -> N
 
 
 def _check_readable(path: Path, raw: str, user: str, options: ReadOptions, found: Findings) -> None:
+    from rlm_engine.integrations.table_context import is_table_path, resolve_tables
+
+    if is_table_path(path):  # Parquet is binary, yet no --binary is needed: it is a table
+        resolve_tables([path])  # raises a ConfigurationError naming the file
+        return
     if path.is_file():
         _check_file(path, user, options, found, alone=True)
         return

@@ -132,6 +132,20 @@ TYPE_HINTS = {
         "`context` is a Corpus of files: context.files() lists them, context.read(path) "
         "reads one, context.grep(regex) searches them all."
     ),
+    "Table": (
+        "`context` is a table (its columns and row count are below). Query it with "
+        "`sql(query) -> list[dict]` (DuckDB SQL; the table is the view named below, also "
+        "`context`); `sql(query, df=True)` gives a DataFrame. context.schema, "
+        "context.columns, context.rows and context.sample(n) describe it. Filter and "
+        "aggregate in SQL first, then hand only the rows that matter to sub-queries."
+    ),
+    "Tables": (
+        "`context` maps table names to tables (columns and row counts below); each name "
+        "is a view for `sql(query) -> list[dict]` (DuckDB SQL; joins work), "
+        "`sql(query, df=True)` gives a DataFrame. context[name].schema, .rows and "
+        ".sample(n) describe one. Filter and aggregate in SQL first, then hand only the "
+        "rows that matter to sub-queries."
+    ),
 }
 
 

@@ -224,8 +224,20 @@ def stage_context(
     return spec
 
 
+def _stage_tables(value: ContextValue | object, target_dir: Path) -> ContextSpec | None:
+    """A table context (a Delta table, Parquet/CSV/JSONL files or a directory of them):
+    its resolved files staged like a corpus (they stay: DuckDB reads them on demand)."""
+    from rlm_engine.integrations.table_context import table_sources_of, table_spec
+
+    tables = table_sources_of(value)
+    return None if tables is None else table_spec(tables, target_dir, _link_or_copy)
+
+
 def _stage(value: ContextValue | object, target_dir: Path) -> ContextSpec:
     _mkdir(target_dir)
+    tables = _stage_tables(value, target_dir)
+    if tables is not None:
+        return tables
     if value is None:
         return {"kind": "none"}
     if isinstance(value, str):

@@ -32,9 +32,12 @@ def describe_context(
     ``load_context`` would for a missing path or a value that cannot be a context.
     """
     from rlm_engine.errors import ContextError
+    from rlm_engine.integrations.table_context import table_sources_of, table_spec
 
+    tables = table_sources_of(value)
     with tempfile.TemporaryDirectory(prefix="rlm-context-meta-", dir=under) as scratch:
-        spec = _file_spec(value, lazy_over_bytes)
+        # Tables are described from their files in place: nothing is staged.
+        spec = table_spec(tables) if tables is not None else _file_spec(value, lazy_over_bytes)
         if spec is None:
             spec = stage_context(
                 value,

@@ -224,8 +224,12 @@ class Worker:
     def _load_context(self, spec: object) -> dict[str, Any]:
         if not isinstance(spec, dict):
             raise TypeError("load_context needs a spec object")
-        value, meta = load_context(cast(dict[str, Any], spec))
+        loaded = cast(dict[str, Any], spec)
+        value, meta = load_context(loaded)
         self._names.context = value
+        # A table context brings sql(); kept among the helpers each cell gets back.
+        self._names.set_sql(getattr(value, "sql", None) if loaded.get("kind") == "table" else None)
+        self._helpers = self._names.helpers()
         self._names.install()
         return meta
 

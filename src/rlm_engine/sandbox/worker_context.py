@@ -158,7 +158,8 @@ def load_context(spec: dict[str, Any]) -> tuple[Any, dict[str, Any]]:
 
     Spec kinds: ``none``; ``text`` (one file -> ``str``); ``bytes`` (one file ->
     ``bytes``); ``json`` (a JSON file -> its value); ``texts`` (several files -> a list of
-    ``str``, or ``bytes`` where ``encodings`` says so); ``corpus`` (a directory). Text is
+    ``str``, or ``bytes`` where ``encodings`` says so); ``corpus`` (a directory);
+    ``table`` (tables DuckDB reads: ``worker_table``). Text is
     decoded as the spec's ``encoding`` (UTF-8 by default), invalid bytes replaced.
     """
     kind = spec.get("kind")
@@ -183,4 +184,8 @@ def load_context(spec: dict[str, Any]) -> tuple[Any, dict[str, Any]]:
         return _load_texts(spec)
     if kind == "corpus":
         return _load_corpus(spec)
+    if kind == "table":
+        from rlm_engine.sandbox.worker_table import load_tables
+
+        return load_tables(spec)
     raise ContextLoadError(f"unknown context kind {kind!r}")

@@ -30,6 +30,7 @@ RESERVED_NAMES = frozenset(
         "SHOW_VARS",
         "memory",
         "workspace",
+        "sql",
     }
 )
 
@@ -249,6 +250,13 @@ class ReplNames:
         self.tool_names = frozenset(self._tools)
         for name in self.tool_names:
             self._fixed[name] = HostTool(name, self._channel)
+
+    def set_sql(self, sql: Any) -> None:
+        """Offer ``sql`` (a table context's query helper), or withdraw it (None)."""
+        self._fixed.pop("sql", None)
+        self._namespace.pop("sql", None)
+        if sql is not None:
+            self._fixed["sql"] = sql
 
     def install(self) -> None:
         """(Re)bind every reserved name, undoing whatever a cell assigned to them."""

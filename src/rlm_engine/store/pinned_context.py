@@ -66,6 +66,10 @@ def _files_of(source: Path) -> list[tuple[str, Path]]:
     """(name relative to the source's parent, path) for a file, or each file in a directory."""
     if source.is_file():
         return [(source.name, source)]
+    if (source / "_delta_log").is_dir():  # its current version only, not its history
+        from rlm_engine.integrations.table_context import delta_pin_files
+
+        return [(str(p.relative_to(source.parent)), p) for p in delta_pin_files(source)]
     found = sorted(p for p in source.rglob("*") if p.is_file())
     return [(str(p.relative_to(source.parent)), p) for p in found]
 

@@ -1,0 +1,1 @@
+"""Clients of outside systems (Delta tables, Jira, ...), one small module each."""
