@@ -10,6 +10,7 @@ in isolated REPLs is in ``tests/sandbox/test_adversarial_recursion.py``.
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
 import pytest
 
@@ -22,7 +23,7 @@ from rlm_engine.lm.scripted import ScriptedModel
 from rlm_engine.types import Message
 
 
-def tree_rlm(events: list[Event], **settings: object) -> RLM:
+def tree_rlm(events: list[Event], **settings: Any) -> RLM:
     return RLM(
         ScriptedModel(fan_out),
         ScriptedModel(lambda m: "1"),
@@ -53,16 +54,19 @@ async def test_width_five_depth_four_tree_finishes(child_concurrency: int) -> No
 
 
 async def test_provider_calls_stay_within_the_concurrency_bounds() -> None:
-    """Plain sub-calls at every depth share ``max_concurrency``; the child RLMs running at
-    once (and so their own turns) are at most ``max_child_concurrency`` per depth."""
-    in_flight: dict[str, int] = {}
-    peak: dict[str, int] = {}
+    """Every model request (plain sub-calls and the child RLMs' own turns, at every depth)
+    shares ``max_concurrency``; the child RLMs running at once (and so their own turns) are
+    at most ``max_child_concurrency`` per depth."""
+    in_flight: dict[str, int] = {"all": 0}
+    peak: dict[str, int] = {"all": 0}
 
     async def counted(kind: str, reply: str) -> str:
-        in_flight[kind] = in_flight.get(kind, 0) + 1
-        peak[kind] = max(peak.get(kind, 0), in_flight[kind])
+        for key in (kind, "all"):
+            in_flight[key] = in_flight.get(key, 0) + 1
+            peak[key] = max(peak.get(key, 0), in_flight[key])
         await asyncio.sleep(0.01)
-        in_flight[kind] -= 1
+        for key in (kind, "all"):
+            in_flight[key] -= 1
         return reply
 
     async def root_turn(messages: list[Message]) -> str:
@@ -84,7 +88,7 @@ async def test_provider_calls_stay_within_the_concurrency_bounds() -> None:
     async with rlm:
         result = await rlm.arun("level 0")
     assert result.answer == str(WIDTH**3), result.answer
-    assert peak["leaf"] == 3
+    assert peak["all"] == 3
     assert peak["level 1"] <= 2 and peak["level 2"] <= 2
 
 

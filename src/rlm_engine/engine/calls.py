@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import time
 from collections.abc import Sequence
 
@@ -103,8 +102,12 @@ async def call_model(
 ) -> Completion:
     """Call ``model`` and record the call on ``node`` (which must be fresh for this call).
 
-    With ``slots``, one of them is held while the call is prepared and made, and given back
-    before its reply is journaled: waiting for the journal holds no concurrency slot."""
+    One of ``slots`` (by default the run's ``max_concurrency`` slots, which every model
+    request of the run shares: root turns at every depth, sub-calls, digests and capsules)
+    is held while the call is prepared and made, and given back before its reply is
+    journaled: waiting for the journal holds no concurrency slot. A slot is held for one
+    request and never while anything waits for other work (a parent's cell waiting on its
+    children holds none), so the shared bound cannot deadlock a recursion tree."""
     # A wrapped model answers ``name`` through every wrapper (cache, retry, price): read
     # it once, not once per use.
     name = model.name
@@ -119,7 +122,7 @@ async def call_model(
     )
     common = Origin(run_id=state.run_id, node_id=node.id, depth=depth)
     journal = state.journal
-    async with slots if slots is not None else contextlib.nullcontext():
+    async with slots if slots is not None else state.sub_call_slots:
         messages = await state.plugins.before_model_call(info)
         call_id = state.next_call_id()
         node.model = name

@@ -5,6 +5,12 @@ a slot of depth ``d`` while it waits for slots of depth ``d + 1``, and a child a
 deepest level makes only plain model calls, whose provider slot is held for the request
 alone. A chain of waits therefore ends at the bottom level, which always progresses, so
 no cycle of waits (a deadlock) can form, however wide each level fans out.
+
+Every model request of the run, a child's own root turns included, also takes one of the
+run's ``max_concurrency`` provider slots (``engine.calls.call_model``). Those are held for
+one request and released before the reply is used, so a parent's cell that waits for its
+children holds none: they are the ends of wait chains, never links in one, and bound the
+requests in flight at the provider across the whole tree.
 """
 
 from __future__ import annotations

@@ -163,6 +163,7 @@ WORKER_MODULES = (
     "rlm_engine.sandbox.worker_limits",
     "rlm_engine.sandbox.worker_monotonic",
     "rlm_engine.sandbox.worker_names",
+    "rlm_engine.sandbox.worker_table",
     "rlm_engine.sandbox.worker_workspace",
 )
 
@@ -204,7 +205,96 @@ FILTER_BOOT = "from rlm_engine.sandbox.seccomp import install; install(); "
 SECCOMP_FILE = "seccomp.bpf"
 
 
-def worker_argv(python: str, extra: Sequence[str], *, filtered: bool = False) -> list[str]:
+# The ``none`` level's launcher, run by the same interpreter before the worker's boot
+# (stdlib only; the numbers are Linux's). The host's child K waits for the supervisor S,
+# which becomes a child subreaper (PR_SET_CHILD_SUBREAPER = 36) in a process group of its
+# own and forks the worker W into a third group. An orphan of the cell (a double fork,
+# ``setsid``) is re-parented to S, not to the host's init, so it stays in the tree the
+# watchdog counts and kills. The host's kill of K's and W's groups leaves S alive long
+# enough to kill every process left below it; then it exits as W did (the same signal or
+# code), and K with it. K and S hold none of the sandbox's pipes, and W starts with the
+# modules it would have had without them (``ctypes`` is dropped from ``sys.modules``).
+SUBREAPER_BOOT = """\
+def _rlm_launcher():
+    import os, signal, sys
+    before = set(sys.modules)
+
+    def leave(status):
+        if os.WIFSIGNALED(status):
+            signum = os.WTERMSIG(status)
+            if signum != signal.SIGKILL:
+                signal.signal(signum, signal.SIG_DFL)
+            os.kill(os.getpid(), signum)
+        os._exit(os.WEXITSTATUS(status) if os.WIFEXITED(status) else 1)
+
+    def detach():
+        null = os.open(os.devnull, os.O_RDWR)
+        for fd in (0, 1, 2):
+            os.dup2(null, fd)
+        os.closerange(3, 65536)
+
+    def below(root):
+        found, todo = [], [root]
+        while todo:
+            pid = todo.pop()
+            try:
+                tids = os.listdir("/proc/%d/task" % pid)
+            except OSError:
+                continue
+            for tid in tids:
+                try:
+                    with open("/proc/%d/task/%s/children" % (pid, tid)) as handle:
+                        kids = [int(part) for part in handle.read().split()]
+                except (OSError, ValueError):
+                    continue
+                found += kids
+                todo += kids
+        return found
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    keeper = os.fork()
+    if keeper:
+        detach()
+        leave(os.waitpid(keeper, 0)[1])
+    os.setpgid(0, 0)
+    import ctypes
+    if ctypes.CDLL(None, use_errno=True).prctl(36, 1, 0, 0, 0) != 0:
+        os.write(2, b"the sandbox launcher cannot become a child subreaper\\n")
+        os._exit(70)
+    worker = os.fork()
+    if worker == 0:
+        os.setpgid(0, 0)
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+        for name in set(sys.modules) - before:
+            del sys.modules[name]
+        return
+    detach()
+    while True:
+        pid, status = os.wait()
+        if pid == worker:
+            break
+    me = os.getpid()
+    while True:
+        for pid in below(me):
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except OSError:
+                pass
+        try:
+            os.wait()
+        except ChildProcessError:
+            break
+    leave(status)
+
+
+_rlm_launcher()
+del _rlm_launcher
+"""
+
+
+def worker_argv(
+    python: str, extra: Sequence[str], *, filtered: bool = False, subreaper: bool = False
+) -> list[str]:
     """The worker command itself, identical under every level.
 
     ``-I`` ignores the environment and the user's site directory; ``-S`` skips ``site``
@@ -212,7 +302,8 @@ def worker_argv(python: str, extra: Sequence[str], *, filtered: bool = False) ->
     start): the import path it would have built is passed in, so the REPL imports exactly
     what it could before. The worker adds the builtins ``site`` would (``exit``, ``help``).
     ``filtered``: the worker puts itself under the seccomp filter first (where no
-    launcher installs it).
+    launcher installs it). ``subreaper``: the worker runs below ``SUBREAPER_BOOT``'s
+    launcher (Linux; the ``none`` level, which has no pid namespace to hold orphans).
     """
     path = list(interpreter_sys_path(python))
     # This package may be importable only through a hook a .pth file installs (some
@@ -221,6 +312,8 @@ def worker_argv(python: str, extra: Sequence[str], *, filtered: bool = False) ->
     if package_root not in path:
         path.append(package_root)
     boot = WORKER_BOOT.format(path=path, filter=FILTER_BOOT if filtered else "")
+    if subreaper:
+        boot = SUBREAPER_BOOT + boot
     return [python, "-I", "-S", "-c", boot, *extra]
 
 

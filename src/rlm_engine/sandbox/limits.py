@@ -32,7 +32,9 @@ class Limits:
     ``cpu_s`` is the whole-sandbox CPU budget: the worker is killed by ``SIGXCPU``/
     ``SIGKILL`` once it has used that much CPU time over its life.
     ``nproc`` bounds processes and threads of the sandbox's uid (it only binds a
-    non-root uid, hence the per-slot uids) and, with cgroups, ``pids.max``.
+    non-root uid, hence the per-slot uids), with cgroups ``pids.max`` (a systemd scope's
+    ``TasksMax``); where none of these binds, the watchdog counts the tree's tasks and
+    kills the sandbox over it.
     ``disk_mb`` sizes each private tmpfs (the working directory and ``/tmp``) in bytes;
     ``tmp_inodes`` bounds the files and directories in each (the watchdog counts them:
     bubblewrap cannot set ``nr_inodes``, and each empty file costs kernel memory).

@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import os
 import shutil
+import sys
 import tempfile
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+from rlm_engine.sandbox import systemd_scope
 from rlm_engine.sandbox.cgroups import SandboxCgroup, usable_root
 from rlm_engine.sandbox.context import StagingPolicy
 from rlm_engine.sandbox.isolation import IsolationLevel, IsolationMode, choose_level, probe
@@ -22,6 +24,7 @@ from rlm_engine.sandbox.launcher import (
     worker_argv,
 )
 from rlm_engine.sandbox.limits import Limits
+from rlm_engine.sandbox.systemd_scope import SystemdScope
 from rlm_engine.sandbox.uid_slots import DEFAULT_ALLOCATOR, UidAllocator, UidSlot
 
 
@@ -59,7 +62,7 @@ class PreparedWorker:
     workdir: Path
     staging: StagingPolicy
     slot: UidSlot | None = None
-    cgroup: SandboxCgroup | None = None
+    cgroup: SandboxCgroup | SystemdScope | None = None
     on_release: list[Callable[[], None]] = field(default_factory=list[Callable[[], None]])
 
     def release(self) -> None:
@@ -163,6 +166,8 @@ def prepare_worker(options: WorkerOptions, workdir_parent: Path | None) -> Prepa
                     launch.uid,
                     launch.notes,
                 )
+        if prepared.cgroup is None and systemd_scope.wanted(limits):
+            launch = _in_scope(launch, prepared, limits)
         prepared.launch = launch
         return prepared
     except BaseException:
@@ -173,10 +178,28 @@ def prepare_worker(options: WorkerOptions, workdir_parent: Path | None) -> Prepa
         raise
 
 
+def _in_scope(launch: Launch, prepared: PreparedWorker, limits: Limits) -> Launch:
+    """``launch`` inside a transient systemd scope where a manager answers (cached), so
+    the kernel bounds the whole tree; unchanged otherwise (the watchdog still does)."""
+    route = systemd_scope.detect()
+    if route is None:
+        return launch
+    unit = f"{systemd_scope.UNIT_PREFIX}{uuid.uuid4().hex[:16]}"
+    prepared.cgroup = SystemdScope(route, unit)
+    return replace(
+        launch,
+        argv=systemd_scope.scope_argv(route, unit, limits, launch.argv),
+        env={**launch.env, **route.env},
+        notes=(*launch.notes, f"in the systemd scope {unit}.scope"),
+    )
+
+
 def _plain(options: WorkerOptions, workdir: Path, worker_args: list[str]) -> Launch:
     (workdir / "tmp").mkdir(exist_ok=True)
     ws = options.workspace
     args = worker_args + (["--workspace", str(ws)] if ws is not None else [])
     env = minimal_env(str(workdir), str(workdir / "tmp"))
-    argv = tuple(worker_argv(options.python, args))
+    # No pid namespace here: the launcher's subreaper keeps the cell's orphans in the tree.
+    subreaper = sys.platform.startswith("linux")
+    argv = tuple(worker_argv(options.python, args, subreaper=subreaper))
     return Launch("none", argv, env, workdir, str(workdir), None if ws is None else str(ws), None)
