@@ -103,9 +103,63 @@ def test_light_commands_load_no_heavy_module(argv: list[str]) -> None:
 
 def test_runs_list_loads_sqlalchemy_but_no_alembic_pydantic_or_sdk(tmp_path: Path) -> None:
     env = {"RLM_HOME": str(tmp_path), "PATH": os.environ.get("PATH", "")}
-    # The first open migrates a fresh store (with Alembic); the next ones find it current.
-    loaded(run_cli(["runs", "list"]), env=env)
+    # The first open creates a fresh store (with SQLAlchemy); the next ones find it current.
+    assert "sqlalchemy" in loaded(run_cli(["runs", "list"]), ("sqlalchemy",), env=env)
     assert loaded(run_cli(["runs", "list"]), STORE_ONLY, env=env) == []
+
+
+def test_runs_list_reads_a_current_sqlite_store_without_sqlalchemy(tmp_path: Path) -> None:
+    env = {"RLM_HOME": str(tmp_path), "PATH": os.environ.get("PATH", "")}
+    loaded(run_cli(["runs", "list"]), env=env)  # creates the store
+    assert loaded(run_cli(["runs", "list"]), env=env) == []
+    assert loaded(run_cli(["runs", "list", "--json", "--status", "completed"]), env=env) == []
+    # Another store URL is opened in full, as before.
+    url = {**env, "RLM_STORE_URL": f"sqlite:///{tmp_path / 'rlm.db'}"}
+    assert "sqlalchemy" in loaded(run_cli(["runs", "list"]), ("sqlalchemy",), env=url)
+
+
+def test_rlm_ask_module_loads_no_store_driver() -> None:
+    # The store opens in the background once the run's first request is on its way.
+    assert loaded("import rlm_engine.cli.ask", ("sqlalchemy", "alembic", "http.client")) == []
+
+
+def test_rlm_ask_sends_its_first_request_before_loading_sqlalchemy(tmp_path: Path) -> None:
+    from rlm_engine.sim.config import SimConfig
+    from rlm_engine.sim.policies import CallablePolicy
+    from rlm_engine.sim.runner import SimServerThread
+
+    context = tmp_path / "context.txt"
+    context.write_text("host=db-7 disk FAILED\n")
+    argv = ["ask", "what failed?", "--context", str(context), "--model", "openai/sim", "--json"]
+    # At the first connection (the model request), note the store modules already loaded.
+    code = (
+        "seen = []\n"
+        "def hook(event, args):\n"
+        "    if event == 'socket.connect' and not seen:\n"
+        "        seen.append(sorted(m for m in sys.modules if m.startswith('sqlalchemy')))\n"
+        "sys.addaudithook(hook)\n"
+        + run_cli(argv)
+        + "print(json.dumps(seen), file=sys.__stdout__)\n"
+    )
+    with SimServerThread(SimConfig(), CallablePolicy(lambda messages: "FINAL(ok)")) as sim:
+        env = {
+            "RLM_HOME": str(tmp_path / "home"),
+            "PATH": os.environ.get("PATH", ""),
+            "OPENAI_BASE_URL": sim.url,
+            "OPENAI_API_KEY": "sim",
+        }
+        for _ in range(2):  # a fresh store, then a current one
+            out = subprocess.run(
+                [sys.executable, "-c", PROBE.format(code=code, heavy=("sqlalchemy",))],
+                capture_output=True,
+                text=True,
+                timeout=120,
+                check=True,
+                env=env,
+            )
+            seen, after = (json.loads(line) for line in out.stdout.splitlines()[-2:])
+            assert seen == [[]], out.stderr[-2000:]  # nothing of SQLAlchemy before the request
+            assert "sqlalchemy" in after  # the run was recorded, after it
 
 
 def test_parser_run_statuses_match_the_store() -> None:

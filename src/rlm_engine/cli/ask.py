@@ -1,26 +1,38 @@
-"""``rlm ask``: answer a question over one or more context files."""
+"""``rlm ask``: answer a question over one or more context files.
+
+The store opens in the background (`DeferredStore`): the run starts, and its first root
+request goes out, while SQLAlchemy loads and the run is recorded; the run is recorded
+before its first cell and before any journaled reply reaches a cell (`RunService.start`).
+"""
 
 from __future__ import annotations
 
 import argparse
+import threading
+from typing import cast
 
-from rlm_engine.cli.discover import discover_model
 from rlm_engine.cli.inputs import checked_contexts
 from rlm_engine.cli.outcome import exit_code, print_result
 from rlm_engine.cli.progress import Progress
 from rlm_engine.cli.run_driver import run_in_service
-from rlm_engine.cli.store_access import cli_store
+from rlm_engine.cli.store_access import open_cli_store
 from rlm_engine.service.contexts import context_paths
 from rlm_engine.service.lifecycle import new_run_id
 from rlm_engine.service.principal import Principal
 from rlm_engine.service.runs import RunHandle, RunService
 from rlm_engine.service.spec import RunSpec
 from rlm_engine.settings import Settings
+from rlm_engine.store.deferred import DeferredStore
+from rlm_engine.store.protocol import Store
 
 
 def spec_from_args(args: argparse.Namespace, settings: Settings) -> RunSpec:
     """What is stored with the run and rebuilds the same RLM on resume."""
-    model = args.model or settings.model or discover_model(settings.env)
+    model = args.model or settings.model
+    if not model:  # probing for local servers needs http.client: only without a model
+        from rlm_engine.cli.discover import discover_model
+
+        model = discover_model(settings.env)
     return RunSpec.from_json(
         {
             "model": model,
@@ -63,10 +75,15 @@ def spec_from_args(args: argparse.Namespace, settings: Settings) -> RunSpec:
 def run_ask(args: argparse.Namespace) -> int:
     settings = Settings.from_env()
     args.context = checked_contexts(args.context, args.binary, args.encoding, settings.home)
-    with cli_store(settings) as store:
-        spec = spec_from_args(args, settings)
+    spec = spec_from_args(args, settings)
+    deferred = DeferredStore(lambda: open_cli_store(settings))
+    try:
+        store = cast(Store, deferred)
         run_id = new_run_id()
         progress = Progress(verbose=args.verbose)
+        warming: threading.Thread | None = getattr(args, "warming", None)
+        if warming is not None:
+            warming.join()  # what it finds, building the RLM would otherwise find itself
 
         async def start(service: RunService) -> RunHandle:
             return await service.start(
@@ -79,5 +96,7 @@ def run_ask(args: argparse.Namespace) -> int:
             )
 
         result = run_in_service(store, settings, progress, run_id, start)
+    finally:
+        deferred.close()
     print_result(result, args.json)
     return exit_code(result)

@@ -2,7 +2,7 @@
 free the blobs deleted runs leave behind (``resume`` is in ``rlm_engine.cli.resume``).
 
 The export, tree and garbage-collection modules are imported by the commands that use them,
-so ``rlm runs list`` loads only the store.
+so ``rlm runs list`` loads only the store (of the default SQLite store, only `sqlite3`).
 """
 
 from __future__ import annotations
@@ -18,7 +18,9 @@ from typing import Any, cast
 from rlm_engine.cli.outcome import has_answer, stop_hint
 from rlm_engine.cli.store_access import UnknownRunError, cli_store, print_json, require_run
 from rlm_engine.errors import ConfigurationError
+from rlm_engine.settings import Settings
 from rlm_engine.store.records import Run
+from rlm_engine.store.sqlite_reads import list_runs_plain, sqlite_path
 
 
 def run_summary(run: Run) -> dict[str, Any]:
@@ -57,10 +59,19 @@ def _one_line(text: str | None, width: int) -> str:
 def run_list(args: argparse.Namespace) -> int:
     if args.limit < 1:
         raise ConfigurationError("--limit must be at least 1")
-    with cli_store() as store:
-        # Cheap, and without it a run whose process was killed would still show "running".
-        store.mark_interrupted_runs()
-        runs = store.list_runs(args.limit, status=args.status, session=args.session)
+    settings = Settings.from_env()
+    runs = None
+    if settings.store_url is None:
+        # The default SQLite store is read without SQLAlchemy when it can be (the same
+        # statement; `sqlite_reads`), else opened in full below.
+        path = sqlite_path(settings.home)
+        runs = list_runs_plain(path, args.limit, status=args.status, session=args.session)
+    if runs is None:
+        with cli_store(settings) as store:
+            # Cheap, and without it a run whose process was killed would still show
+            # "running".
+            store.mark_interrupted_runs()
+            runs = store.list_runs(args.limit, status=args.status, session=args.session)
     if args.json:
         print_json([run_summary(run) for run in runs])
         return 0

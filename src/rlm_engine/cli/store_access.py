@@ -5,14 +5,15 @@ from __future__ import annotations
 import json
 from collections.abc import Generator
 from contextlib import contextmanager
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rlm_engine.errors import ConfigurationError
-from rlm_engine.service.store_opening import open_settings_store
 from rlm_engine.settings import Settings
-from rlm_engine.store.protocol import Store
 from rlm_engine.store.records import Run
-from rlm_engine.store.sql_store import SqlStore
+
+if TYPE_CHECKING:  # the store's modules (and SQLAlchemy) load when a store opens
+    from rlm_engine.store.protocol import Store
+    from rlm_engine.store.sql_store import SqlStore
 
 
 class UnknownRunError(ConfigurationError):
@@ -33,6 +34,8 @@ class UnknownSessionError(ConfigurationError):
 
 def open_cli_store(settings: Settings) -> SqlStore:
     """The store the settings name: `RLM_STORE_URL`, else SQLite under `RLM_HOME`."""
+    from rlm_engine.service.store_opening import open_settings_store
+
     return open_settings_store(settings)
 
 

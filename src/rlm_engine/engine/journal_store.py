@@ -111,7 +111,9 @@ class StoreJournal:
     record: a call missing from the journal ends the replay with ``ReplayExhausted``.
 
     A run has one journal at a time (a resume claims the run first), so the index read at
-    the first lookup stays true: only this journal adds to the run."""
+    the first lookup stays true: only this journal adds to the run. A ``fresh`` journal is
+    that of a run just created, so it knows it is empty and never reads the store for it:
+    the first root call needs no store (which may still be opening)."""
 
     def __init__(
         self,
@@ -121,6 +123,7 @@ class StoreJournal:
         read_only: bool = False,
         accept_divergence: bool = False,
         snapshot_max_bytes: int = DEFAULT_SNAPSHOT_MAX_BYTES,
+        fresh: bool = False,
     ) -> None:
         self.store = store
         self.run_id = run_id
@@ -132,7 +135,7 @@ class StoreJournal:
         self._epochs = JournalEpochs()
         self._finishes: dict[str, CellFinish] = {}
         self._cell_keys: dict[str, CellKey] = {}
-        self._calls: dict[str, RecordedCall] | None = None
+        self._calls: dict[str, RecordedCall] | None = {} if fresh else None
         self._cells: dict[str, RecordedCell] = {}
         self._loading: Future[JournalSnapshot] | None = None
         self._held: list[JournalWrites] = []

@@ -180,6 +180,47 @@ def heartbeat(store: Store, run_id: str, every_s: float = HEARTBEAT_S) -> Beat:
     return beat
 
 
+@dataclasses.dataclass(frozen=True, slots=True)
+class Recording:
+    """A run recorded while it starts, because its store is still opening (the CLI's
+    `DeferredStore`): ``pin`` resolves to what `open_run` returned once the run is
+    recorded, or to the error that kept it from being recorded; ``begin`` starts the
+    opening (idempotent). Cells wait for it, and so does every write of the run: the
+    store runs the recording before any other use."""
+
+    pin: asyncio.Future[BackgroundPin | None]
+    begin: Callable[[], None]
+
+    async def done(self) -> BackgroundPin | None:
+        """The run's pin once it is recorded; raises what kept it from being recorded."""
+        self.begin()
+        return await asyncio.shield(self.pin)
+
+    def pin_if_recorded(self) -> BackgroundPin | None:
+        pin = self.pin
+        if not pin.done() or pin.cancelled() or pin.exception() is not None:
+            return None
+        return pin.result()
+
+
+class RecordGate(Plugin):
+    """Holds the cells of a run until it is recorded (`Recording`), then until its
+    context is pinned, as `ContextPinGate` does. Required: a run that could not be
+    recorded runs no cell."""
+
+    name = "run-record"
+    required = True
+
+    def __init__(self, recording: Recording) -> None:
+        self.recording = recording
+
+    async def before_cell(self, cell: CellInfo) -> CellDecision | None:
+        pin = await self.recording.done()
+        if pin is not None and cell.run_id == pin.run_id:
+            await pin.wait()
+        return None
+
+
 class ContextPinGate(Plugin):
     """Holds the cells of a run until its context is pinned: the model calls before the
     first cell need only the context's shape, so they go ahead while the files are copied.
@@ -208,16 +249,25 @@ async def journaled_run(
     journal: Journal,
     pin: BackgroundPin | None = None,
     beat: Beat | None = None,
+    recording: Recording | None = None,
 ) -> RunResult:
     """One run with every step journaled and every event recorded; with the `pin` of its
-    context, cells wait for it and the run ends only once the context is kept."""
+    context, cells wait for it and the run ends only once the context is kept. With a
+    ``recording`` (a run still being recorded), cells wait for the record, and the run
+    ends only once it is recorded."""
     sink.run_ids.add(run_id)
     beating = asyncio.create_task((beat or heartbeat(store, run_id))())
-    gate = None if pin is None else ContextPinGate(pin)
+    gate: Plugin | None = None
+    if recording is not None:
+        gate = RecordGate(recording)
+    elif pin is not None:
+        gate = ContextPinGate(pin)
     if gate is not None:
         rlm.plugins.insert(0, gate)
     try:
         result = await rlm.arun(question, context, run_id=run_id, journal=journal)
+        if recording is not None:
+            pin = await recording.done()
         if pin is not None:
             await pin.wait()  # raises what failed it, e.g. a file changed before its copy
     finally:
@@ -246,10 +296,13 @@ async def execute(
     pin: BackgroundPin | None = None,
     resuming: Run | None = None,
     beat: Beat | None = None,
+    recording: Recording | None = None,
 ) -> RunResult:
     """Drive one journaled run to its end and record its outcome; a run that fails with an
     error is recorded as failed with the reason (and its kind) before the error propagates.
     ``pin`` is what `open_run` returned: the run is recorded once its context is kept.
+    ``recording``: the run is being recorded meanwhile (`Recording`; no ``pin`` then); a
+    run that could not be recorded raises what stopped it, with nothing to record.
     ``resuming``: the run as it was before `Store.claim_run`, which a failed attempt puts
     back (`record_failure`). Cancelled, it makes the journal durable and re-raises."""
     try:
@@ -266,6 +319,7 @@ async def execute(
                 journal=journal,
                 pin=pin,
                 beat=beat,
+                recording=recording,
             )
         except asyncio.CancelledError:
             # The engine has stopped; the last root reply and cell outcome it held back
@@ -274,10 +328,22 @@ async def execute(
                 await journal.flush()
             raise
         finally:
+            if recording is not None:
+                pin = recording.pin_if_recorded()
             if pin is not None:
                 pin.stop()  # abandons a pin still going when the run ended early
             await rlm.aclose()
     except RLMError as exc:
+        if recording is not None:
+            try:
+                late = await recording.done()  # an engine that failed fast may beat it
+            except Exception as unrecorded:
+                # No run was recorded: none to record the failure with, nor to name.
+                if unrecorded is exc:
+                    raise
+                raise unrecorded from exc
+            if late is not None:
+                late.stop()
         exc.run_id = run_id  # pyright: ignore[reportAttributeAccessIssue]
         detail = f"{type(exc).__name__}: {exc}"
         try:

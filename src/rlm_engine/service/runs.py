@@ -19,7 +19,7 @@ from rlm_engine.engine.journal import NondeterminismError
 from rlm_engine.engine.journal_store import ReplayExhausted, StoreJournal
 from rlm_engine.engine.result import RunResult
 from rlm_engine.errors import RLMError, RunInterrupted
-from rlm_engine.events import Event
+from rlm_engine.events import Event, ModelCallStarted
 from rlm_engine.service import details, lifecycle
 from rlm_engine.service.build import build_rlm, memory_for
 from rlm_engine.service.contexts import context_of, context_scratch, pinned_context, run_context
@@ -36,7 +36,9 @@ from rlm_engine.service.sandboxes import SandboxPools
 from rlm_engine.service.session_restore import past_runs, restored_runs, restorer, session_runs
 from rlm_engine.service.spec import RunSpec
 from rlm_engine.settings import Settings
+from rlm_engine.store.deferred import DeferredStore
 from rlm_engine.store.errors import RunNotFoundError
+from rlm_engine.store.pinned_context import BackgroundPin
 from rlm_engine.store.protocol import Store
 from rlm_engine.store.records import NewRun, Run, RunStatus, RunTree, StoredEvent
 from rlm_engine.store.run_rules import INTERRUPTED_DETAIL
@@ -193,20 +195,26 @@ class RunService:
         spec = self.capped(spec)
         run_id = run_id or new_run_id()
         stack = contextlib.ExitStack()
+        deferred = self.store if isinstance(self.store, DeferredStore) else None
+        recording: lifecycle.Recording | None = None
+        pin = None
         try:
             scratch = stack.enter_context(context_scratch())
             prior = await asyncio.to_thread(session_runs, self.store, session, who)
             if prior:  # a resume restores the REPL from the same runs
                 spec = dataclasses.replace(spec, restored_from=tuple(r.run_id for r in prior))
             sink = self._sink(run_id)
+            listener = _listener(run_id, sink, on_event)
+            if deferred is not None:
+                listener = _opening_at_first_call(listener, deferred)
             rlm = build_rlm(
                 spec,
                 self.settings,
-                on_event=_listener(run_id, sink, on_event),
+                on_event=listener,
                 memory=memory_for(self.store, session, who),
                 persistent=bool(session),
                 store=self.store,
-                sandbox_factory=self._sandboxes.factory_for(spec),
+                sandbox_factory=self._sandboxes.factory_for(spec, run_id=run_id, session=session),
             )
             past = await asyncio.to_thread(past_runs, self.store, prior, scratch)
             if context_key is not None:
@@ -215,17 +223,26 @@ class RunService:
                 )
             else:
                 context = context_of(spec)
-            pin = await asyncio.to_thread(
-                lifecycle.open_run,
-                self.store,
-                run_id,
-                question,
-                spec,
-                who=who,
-                session=session,
-                context_key=context_key,
-                auto_resume=auto_resume,
-            )
+
+            def record(store: Store) -> BackgroundPin | None:
+                return lifecycle.open_run(
+                    store,
+                    run_id,
+                    question,
+                    spec,
+                    who=who,
+                    session=session,
+                    context_key=context_key,
+                    auto_resume=auto_resume,
+                )
+
+            if deferred is not None and not deferred.started:
+                # The store is still to open: the run is recorded on its opening thread,
+                # first thing, while the first root request is in flight.
+                recorded = asyncio.wrap_future(deferred.prepare(record))
+                recording = lifecycle.Recording(recorded, deferred.start)
+            else:
+                pin = await asyncio.to_thread(record, self.store)
         except BaseException:
             stack.close()
             raise
@@ -237,10 +254,12 @@ class RunService:
             run_id=run_id,
             question=question,
             context=context,
-            journal=StoreJournal(self.store, run_id),
+            # A new run's journal is empty: its first root call reads nothing from the store.
+            journal=StoreJournal(self.store, run_id, fresh=True),
             pin=pin,
             before=restorer(rlm, past, self._warn),
             beat=self._beat(execution),
+            recording=recording,
         )
         return self._launch(who, execution, work, stack)
 
@@ -299,7 +318,9 @@ class RunService:
                 memory=memory_for(self.store, run.session, who),
                 persistent=bool(earlier) or (previous is None and run.session is not None),
                 store=self.store,
-                sandbox_factory=self._sandboxes.factory_for(spec),
+                sandbox_factory=self._sandboxes.factory_for(
+                    spec, run_id=run.run_id, session=run.session
+                ),
             )
             context = await asyncio.to_thread(run_context, self.store, run, scratch)
             past = await asyncio.to_thread(past_runs, self.store, earlier, scratch)
@@ -620,6 +641,20 @@ def _listener(run_id: str, sink: StoreEventSink, on_event: EventListener | None)
         sink(event)
         if on_event is not None and event.run_id == run_id:
             on_event(event)
+
+    return listen
+
+
+def _opening_at_first_call(listener: EventListener, store: DeferredStore) -> EventListener:
+    """``listener``, which also starts opening ``store`` once the first model request is
+    on its way: its opening thread then competes for the interpreter lock with a loop
+    that waits for the reply, not with the work before the request."""
+
+    def listen(event: Event) -> None:
+        listener(event)
+        if isinstance(event, ModelCallStarted) and not store.started:
+            # After the current step: the request is made when the loop next runs.
+            asyncio.get_running_loop().call_soon(store.start)
 
     return listen
 

@@ -18,10 +18,10 @@ from sqlalchemy.engine import URL, make_url
 from sqlalchemy.pool import StaticPool
 
 from rlm_engine.errors import ConfigurationError, MissingExtraError
+from rlm_engine.store.sqlite_reads import BUSY_TIMEOUT_S
 
 # Execution option marking a connection whose transaction only reads.
 READ_ONLY = "rlm_read_only"
-BUSY_TIMEOUT_S = 30.0
 
 
 def _enable_wal(raw: sqlite3.Connection) -> None:

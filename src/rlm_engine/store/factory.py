@@ -12,8 +12,8 @@ from rlm_engine.store.connect import create_store_engine, display_url
 from rlm_engine.store.errors import StoreUnavailableError
 from rlm_engine.store.sql_base import DEFAULT_INLINE_LIMIT
 from rlm_engine.store.sql_store import SqlStore
+from rlm_engine.store.sqlite_reads import sqlite_path
 
-DB_FILENAME = "rlm.db"
 BLOB_DIRNAME = "blobs"
 _PG_HINT = (
     "start it (on Debian: pg_ctlcluster --skip-systemctl-redirect $(ls /etc/postgresql) main "
@@ -23,7 +23,7 @@ _PG_HINT = (
 
 def default_store_url(home: Path) -> str:
     """The default store: one SQLite file in RLM_HOME."""
-    return f"sqlite:///{home.expanduser() / DB_FILENAME}"
+    return f"sqlite:///{sqlite_path(home)}"
 
 
 def open_store(

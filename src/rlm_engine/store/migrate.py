@@ -18,15 +18,15 @@ from typing import TYPE_CHECKING
 from sqlalchemy import Connection, Engine, inspect, text
 
 from rlm_engine.store.connect import READ_ONLY
+from rlm_engine.store.sqlite_reads import HEAD_REVISION, VERSION_TABLE
 
 if TYPE_CHECKING:
     from alembic.config import Config
 
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
-# The newest script's revision. Checked against the scripts by a test; lets an up-to-date
-# store open without importing Alembic at all (which costs about half a second).
-HEAD_REVISION = "0005"
-VERSION_TABLE = "alembic_version"
+# HEAD_REVISION: the newest script's revision. Checked against the scripts by a test; lets
+# an up-to-date store open without importing Alembic at all (which costs about half a
+# second). Kept where the plain `sqlite3` reader checks it too.
 _LOCK_NAME = "rlm_engine.store.migrate:"
 
 

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-
-from sqlalchemy.exc import SQLAlchemyError
+import sys
 
 from rlm_engine.store.errors import StoreError
 from rlm_engine.store.protocol import Store
@@ -13,6 +12,15 @@ from rlm_engine.store.records import CachedResponse
 from rlm_engine.types import Completion
 
 log = logging.getLogger(__name__)
+
+
+def _store_failure(exc: Exception) -> bool:
+    """Whether ``exc`` is the store failing (a `StoreError`, or SQLAlchemy's own error,
+    which can only exist once SQLAlchemy is loaded: so this module need not load it)."""
+    if isinstance(exc, StoreError):
+        return True
+    errors = sys.modules.get("sqlalchemy.exc")
+    return errors is not None and isinstance(exc, errors.SQLAlchemyError)
 
 
 class StoreResponseCache:
@@ -26,7 +34,9 @@ class StoreResponseCache:
     async def load(self, key: str) -> Completion | None:
         try:
             entry = await asyncio.to_thread(self.store.get_cached_response, key)
-        except (StoreError, SQLAlchemyError) as exc:
+        except Exception as exc:
+            if not _store_failure(exc):
+                raise
             log.warning("response cache lookup failed, calling the model: %s", exc)
             return None
         if entry is None:
@@ -48,5 +58,7 @@ class StoreResponseCache:
         )
         try:
             await asyncio.to_thread(self.store.put_cached_response, entry)
-        except (StoreError, SQLAlchemyError) as exc:
+        except Exception as exc:
+            if not _store_failure(exc):
+                raise
             log.warning("response cache write failed, reply not cached: %s", exc)

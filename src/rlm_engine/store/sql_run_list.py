@@ -1,17 +1,16 @@
 """Listing and counting runs: newest first, filtered, paged by a (created_at, run_id)
-cursor, each with its journal totals in the same statement."""
+cursor, each with its journal totals in the same statement (`run_rows.run_list_sql`, which
+``rlm runs list`` also runs on a plain `sqlite3` connection)."""
 
 from __future__ import annotations
 
 from collections.abc import Collection
-from typing import Any
 
-from sqlalchemy import Select, and_, func, or_, select
+from sqlalchemy import TextClause, func, select, text
 
 from rlm_engine.store.records import Run, RunStatus
+from rlm_engine.store.run_rows import run_list_sql, to_run
 from rlm_engine.store.sql_base import SqlDb
-from rlm_engine.store.sql_run_totals import with_journal_totals
-from rlm_engine.store.sql_runs import to_run
 from rlm_engine.store.tables import runs
 
 
@@ -21,26 +20,10 @@ def list_runs_query(
     session: str | None = None,
     tenant: str | None = None,
     before: tuple[float, str] | None = None,
-) -> Select[Any]:
+) -> TextClause:
     """One page of runs, newest first, with their journal totals (one statement)."""
-    query = select(runs).order_by(runs.c.created_at.desc(), runs.c.run_id.desc()).limit(limit)
-    if status is not None:
-        query = query.where(runs.c.status == status)
-    if session is not None:
-        query = query.where(runs.c.session == session)
-    if tenant is not None:
-        query = query.where(runs.c.tenant == tenant)
-    if before is not None:
-        # Keyset pagination: strictly older than the cursor's (created_at, run_id), spelled
-        # out so both backends use the (tenant, created_at) / (created_at) indexes.
-        created, run_id = before
-        query = query.where(
-            or_(
-                runs.c.created_at < created,
-                and_(runs.c.created_at == created, runs.c.run_id < run_id),
-            )
-        )
-    return with_journal_totals(query, newest_first=True)
+    sql, params = run_list_sql(limit, status, session, tenant, before)
+    return text(sql).bindparams(**params)
 
 
 def list_runs(

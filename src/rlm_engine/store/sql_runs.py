@@ -6,60 +6,17 @@ from __future__ import annotations
 from collections.abc import Collection
 from typing import Any
 
-from sqlalchemy import RowMapping, Select, case, delete, select, update
+from sqlalchemy import RowMapping, Select, case, delete, select, text, update
 from sqlalchemy.exc import IntegrityError
 
 from rlm_engine.store.errors import JournalConflictError, RunNotFoundError, RunNotResumableError
-from rlm_engine.store.owner import owner_is_alive
 from rlm_engine.store.records import NewRun, Run, RunStatus, RunTotals
+from rlm_engine.store.run_rows import RUNNING_OWNERS_SQL, owner_gone, to_run
 from rlm_engine.store.run_rules import CANCELLED_DETAIL, INTERRUPTED_DETAIL, resume_refusal
 from rlm_engine.store.sql_base import SqlDb
-from rlm_engine.store.sql_run_totals import journal_totals, with_journal_totals
+from rlm_engine.store.sql_run_totals import with_journal_totals
 from rlm_engine.store.sql_sessions import ensure_session
 from rlm_engine.store.tables import cells, events, nodes, runs, sessions
-
-
-def to_run(row: RowMapping) -> Run:
-    totals = journal_totals(row)
-    if totals is None:
-        totals = RunTotals(
-            input_tokens=row["input_tokens"],
-            output_tokens=row["output_tokens"],
-            cached_tokens=row["cached_tokens"],
-            cost_usd=row["cost_usd"],
-            sub_calls=row["sub_calls"],
-            iterations=row["iterations"],
-        )
-    return Run(
-        run_id=row["run_id"],
-        session=row["session"],
-        question=row["question"],
-        model=row["model"],
-        sub_model=row["sub_model"],
-        settings=dict(row["settings"] or {}),
-        status=row["status"],
-        stop_reason=row["stop_reason"],
-        detail=row["detail"],
-        answer=row["answer"],
-        totals=totals,
-        context_hash=row["context_hash"],
-        created_at=row["created_at"],
-        updated_at=row["updated_at"],
-        finished_at=row["finished_at"],
-        heartbeat_at=row["heartbeat_at"],
-        owner_host=row["owner_host"],
-        owner_pid=row["owner_pid"],
-        attempt=row["attempt"],
-        last_event_seq=row["last_event_seq"],
-        engine_version=row["engine_version"],
-        settings_version=row["settings_version"],
-        failure_kind=row["failure_kind"],
-        last_error=row["last_error"],
-        tenant=row["tenant"],
-        user=row["principal_user"],
-        auto_resume=bool(row["auto_resume"]),
-        cancel_requested=bool(row["cancel_requested"]),
-    )
 
 
 def _totals(totals: RunTotals) -> dict[str, Any]:
@@ -201,14 +158,6 @@ def heartbeat(db: SqlDb, run_id: str) -> None:
             raise RunNotFoundError(run_id)
 
 
-def _owner_gone(row: RowMapping, now: float, stale_after_s: float) -> bool:
-    alive = owner_is_alive(row["owner_host"], row["owner_pid"], row["owner_token"])
-    if alive is not None:
-        return not alive
-    last_sign = row["heartbeat_at"] or row["updated_at"]
-    return last_sign < now - stale_after_s
-
-
 def _gone_values(now: float) -> dict[str, Any]:
     """What a run whose process is gone becomes: interrupted, or cancelled if a cancel
     was asked for (nobody is left to honour it, and the queue must not resume it). Decided
@@ -228,19 +177,9 @@ def _gone_values(now: float) -> dict[str, Any]:
 
 def mark_interrupted(db: SqlDb, stale_after_s: float) -> list[str]:
     now = db.now()
-    # Only "running" runs: a queued run has no owner to lose.
-    query = select(
-        runs.c.run_id,
-        runs.c.owner_host,
-        runs.c.owner_pid,
-        runs.c.owner_token,
-        runs.c.heartbeat_at,
-        runs.c.updated_at,
-    ).where(runs.c.status == "running")
     with db.read() as conn:
-        gone = [
-            row for row in conn.execute(query).mappings() if _owner_gone(row, now, stale_after_s)
-        ]
+        rows = conn.execute(text(RUNNING_OWNERS_SQL)).mappings()
+        gone = [row for row in rows if owner_gone(row, now, stale_after_s)]
     marked: list[str] = []
     if not gone:
         return marked  # no write transaction: this runs before every queue poll
@@ -286,7 +225,7 @@ def claim_run(db: SqlDb, run_id: str, statuses: Collection[RunStatus]) -> Run:
         row = conn.execute(_select_row(run_id).with_for_update()).mappings().first()
         if row is None:
             raise RunNotFoundError(run_id)
-        orphaned = row["status"] == "running" and _owner_gone(row, now, float("inf"))
+        orphaned = row["status"] == "running" and owner_gone(row, now, float("inf"))
         _refuse(row, statuses, orphaned)
         conn.execute(
             update(runs)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import threading
 from typing import Any
 
 from rlm_engine.cli.commands import handler, prefetch
@@ -23,12 +24,28 @@ SDK_PROVIDERS = frozenset({"anthropic", "gemini", "litellm"})
 _run_ask = handler("rlm_engine.cli.ask:run_ask")
 
 
+def _warm_up() -> None:
+    """What the run looks up once per process, done ahead: the isolation tools, cached by
+    the sandbox module (three short processes, waited for without the interpreter lock).
+    A probe that fails here is made again where it is needed, and reported there."""
+    try:
+        from rlm_engine.sandbox.isolation import probe
+
+        probe(None)  # as the sandbox factory calls it: the cache keys on the arguments
+    except Exception:
+        pass
+
+
 def run_ask(args: argparse.Namespace) -> int:
     """`rlm_engine.cli.ask.run_ask`, with the HTTP client of the root model's first request
-    imported on a thread meanwhile, while the store opens and the run is set up."""
+    imported on a thread meanwhile, and on another the isolation probe (`_warm_up`),
+    while the engine loads. The implementation joins that thread (``args.warming``)
+    before it builds the RLM, so the probe never runs twice."""
     model: str = args.model or os.environ.get("RLM_MODEL") or ""
     if model.partition("/")[0] not in SDK_PROVIDERS:
         prefetch("aiohttp")
+    args.warming = threading.Thread(target=_warm_up, name="rlm-warm-up")
+    args.warming.start()
     return _run_ask(args)
 
 
@@ -41,6 +58,19 @@ def register(subparsers: Any) -> None:
         "undecodable files are reported with their path and what to do.",
     )
     p.add_argument("question", help="the question to answer")
+    add_run_options(p)
+    p.add_argument(
+        "--session",
+        metavar="NAME",
+        help="continue (or start) a named session: its REPL state, memory and history",
+    )
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.add_argument("--verbose", action="store_true", help="print every step")
+    p.set_defaults(handler=run_ask)
+
+
+def add_run_options(p: argparse.ArgumentParser) -> None:
+    """The context, model, limit and sandbox flags of a run (also the orchestrator job's)."""
     context = p.add_argument_group("context")
     context.add_argument(
         "--context",
@@ -250,11 +280,3 @@ def register(subparsers: Any) -> None:
         default="auto",
         help="OS isolation of the REPL: best available (default), required, or off",
     )
-    p.add_argument(
-        "--session",
-        metavar="NAME",
-        help="continue (or start) a named session: its REPL state, memory and history",
-    )
-    p.add_argument("--json", action="store_true", help="print one JSON object")
-    p.add_argument("--verbose", action="store_true", help="print every step")
-    p.set_defaults(handler=run_ask)
