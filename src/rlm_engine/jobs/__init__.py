@@ -1,0 +1,1 @@
+"""The lakehouse jobs: orchestrator, executor, ingestor and their helpers."""
