@@ -97,6 +97,11 @@ async def test_a_run_mirrored_mid_run_and_after_has_every_event_once(
 ) -> None:
     policy, handle = running
     await policy.sub_calls_started.wait()
+    # The run's first events reach the store through its writer: wait for them (bounded).
+    for _ in range(500):
+        if store.list_events(handle.run_id):
+            break
+        await asyncio.sleep(0.02)
     mirror_run(store, lake, handle.run_id, session_id="s1", user_id="a", dedupe_key="dir:t1")
     [early] = lake.read("runs")
     assert early["status"] == "running" and early["dedupe_key"] == "dir:t1"

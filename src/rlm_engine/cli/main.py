@@ -23,6 +23,7 @@ COMMANDS: tuple[str, ...] = (
     "rlm_engine.cli.commands.bench",
     "rlm_engine.cli.commands.cache",
     "rlm_engine.cli.commands.demo",
+    "rlm_engine.cli.commands.jobs",
     "rlm_engine.cli.commands.keys",
     "rlm_engine.cli.commands.mcp",
     "rlm_engine.cli.commands.memory",
@@ -40,6 +41,7 @@ COMMAND_MODULES: dict[str, str] = {
     "bench": "rlm_engine.cli.commands.bench",
     "cache": "rlm_engine.cli.commands.cache",
     "demo": "rlm_engine.cli.commands.demo",
+    "jobs": "rlm_engine.cli.commands.jobs",
     "keys": "rlm_engine.cli.commands.keys",
     "mcp": "rlm_engine.cli.commands.mcp",
     "memory": "rlm_engine.cli.commands.memory",
@@ -79,6 +81,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     if handler is None:
         parser.print_help()
         return EXIT_USAGE
+    return run_handler(handler, args)
+
+
+def run_handler(handler: Handler, args: argparse.Namespace) -> int:
+    """Run a command's handler; the errors a user can act on become a message, a hint and
+    an exit status (also for the job console scripts, which share them)."""
     as_json = bool(getattr(args, "json", False))
     try:
         return handler(args)

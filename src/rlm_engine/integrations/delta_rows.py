@@ -29,34 +29,41 @@ def from_arrow(value: Any) -> Any:
     return value.timestamp() if isinstance(value, datetime) else value
 
 
-def source_table(spec: TableSpec, rows: Sequence[Mapping[str, Any]]) -> Any:
-    """The rows as one Arrow table in the table's schema, deduplicated by key."""
+def keyed_rows(spec: TableSpec, rows: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """The rows with every column of `spec` (missing ones null), deduplicated by key (the
+    last row wins, in the order of last appearance); an unknown column or a row without
+    its key is a `ConfigurationError`. What every table store checks before a merge."""
     known = set(spec.column_names)
     by_key: dict[tuple[Any, ...], dict[str, Any]] = {}
     for row in rows:
         unknown = sorted(set(row) - known)
         if unknown:
             raise ConfigurationError(
-                f"Delta table {spec.name!r} has no column(s) {', '.join(unknown)}",
+                f"table {spec.name!r} has no column(s) {', '.join(unknown)}",
                 hint=f"its columns are: {', '.join(spec.column_names)}",
             )
         key = tuple(row.get(k) for k in spec.keys)
         if any(part is None for part in key):
             raise ConfigurationError(
-                f"Delta table {spec.name!r}: a row has no value for its key "
-                f"({', '.join(spec.keys)})",
+                f"table {spec.name!r}: a row has no value for its key ({', '.join(spec.keys)})",
                 hint="every row must set all key columns",
             )
-        clean = {c: row.get(c) for c in spec.column_names}
+        by_key.pop(key, None)
+        by_key[key] = {c: row.get(c) for c in spec.column_names}
+    return list(by_key.values())
+
+
+def source_table(spec: TableSpec, rows: Sequence[Mapping[str, Any]]) -> Any:
+    """The rows as one Arrow table in the table's schema, deduplicated by key."""
+    clean = keyed_rows(spec, rows)
+    for row in clean:
         for column in spec.timestamp_columns:
-            clean[column] = to_utc(clean[column], spec.name, column)
-        by_key.pop(key, None)  # last wins, and keeps the order of last appearance
-        by_key[key] = clean
-    if not by_key:
+            row[column] = to_utc(row[column], spec.name, column)
+    if not clean:
         return None
     pa = pyarrow()
     try:
-        return pa.Table.from_pylist(list(by_key.values()), schema=arrow_schema(spec))
+        return pa.Table.from_pylist(clean, schema=arrow_schema(spec))
     except (pa.ArrowInvalid, pa.ArrowTypeError) as exc:
         raise ConfigurationError(
             f"Delta table {spec.name!r}: a value does not fit its column: {exc}",

@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from rlm_engine.integrations.delta_lake import Lakehouse
+from rlm_engine.integrations.tables import TableStore
 from rlm_engine.store.protocol import Store
 from rlm_engine.store.records import MemoryScope, Run, StoredEvent
 
@@ -73,7 +73,7 @@ def scope_name(scope: MemoryScope) -> str:
 
 def mirror_run(
     store: Store,
-    lake: Lakehouse,
+    lake: TableStore,
     run_id: str,
     *,
     session_id: str | None,

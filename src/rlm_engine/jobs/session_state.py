@@ -14,7 +14,7 @@ from collections.abc import Mapping
 from typing import Any, cast
 
 from rlm_engine.errors import ConfigurationError
-from rlm_engine.integrations.delta_lake import Lakehouse
+from rlm_engine.integrations.tables import TableStore
 
 APP_PREFIX = "app:"
 USER_PREFIX = "user:"
@@ -77,7 +77,7 @@ class DeltaSessionStore:
     user scopes are updated key by key (a key left out is kept): other sessions share them,
     and a session that loaded them earlier must not erase what another one added since."""
 
-    def __init__(self, lake: Lakehouse, app_name: str = "rlm") -> None:
+    def __init__(self, lake: TableStore, app_name: str = "rlm") -> None:
         self.lake = lake
         self.app_name = app_name
 

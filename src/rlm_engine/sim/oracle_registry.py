@@ -19,11 +19,18 @@ FINGERPRINT_MARKER = "context fingerprint:"
 
 # The same computation as ``context_fingerprint`` written as REPL code, so the oracle can
 # identify a task from the context itself without the question having to carry an id.
+# A context that is not text or JSON data (a table) has no fingerprint: the oracle then
+# knows the task by a key in its question.
 FINGERPRINT_CODE = f"""\
 import hashlib as _hashlib, json as _json
-_raw = context if isinstance(context, str) else _json.dumps(
-    context, ensure_ascii=False, sort_keys=True)
-print({FINGERPRINT_MARKER!r}, _hashlib.sha256(_raw.encode("utf-8")).hexdigest())
+try:
+    _raw = context if isinstance(context, str) else _json.dumps(
+        context, ensure_ascii=False, sort_keys=True)
+except TypeError:
+    _raw = None
+if _raw is not None:
+    print({FINGERPRINT_MARKER!r}, _hashlib.sha256(_raw.encode("utf-8")).hexdigest())
+del _raw, _hashlib, _json
 """
 
 ContextData = str | list[str] | dict[str, str]
