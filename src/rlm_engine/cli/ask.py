@@ -67,6 +67,7 @@ def spec_from_args(args: argparse.Namespace, settings: Settings) -> RunSpec:
             "instructions": args.instructions or settings.instructions,
             "plugins": [*settings.plugins, *args.plugin],
             "no_default_plugins": args.no_default_plugins,
+            "tools": list(args.tool),
             "isolation": args.isolation,
         }
     )

@@ -7,9 +7,13 @@ snapshot); nothing here reads the process environment.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import TYPE_CHECKING
 
 from rlm_engine.errors import ConfigurationError
 from rlm_engine.lm.openai import OpenAIChatModel, Transport
+
+if TYPE_CHECKING:
+    from rlm_engine.integrations.databricks.serving_auth import SdkAuthServingModel
 
 VLLM_DEFAULT_URL = "http://localhost:8000/v1"
 OLLAMA_DEFAULT_URL = "http://localhost:11434/v1"
@@ -94,10 +98,19 @@ def make_llamacpp(model: str, env: Mapping[str, str]) -> OpenAIChatModel:
     )
 
 
-def make_databricks(model: str, env: Mapping[str, str]) -> OpenAIChatModel:
-    """``databricks/<serving-endpoint>``: needs ``DATABRICKS_HOST`` and ``DATABRICKS_TOKEN``."""
+def make_databricks(model: str, env: Mapping[str, str]) -> OpenAIChatModel | SdkAuthServingModel:
+    """``databricks/<serving-endpoint>``: ``DATABRICKS_HOST`` and ``DATABRICKS_TOKEN``; without
+    a token, the credentials ``databricks-sdk`` finds (a profile, OAuth, a job's identity)."""
     host = _get(env, "DATABRICKS_HOST")
     token = _get(env, "DATABRICKS_TOKEN")
+    if token is None:
+        # The SDK resolves its own credentials (it reads its variables and profiles itself);
+        # its headers are asked for per request, so no token is copied anywhere.
+        from rlm_engine.integrations.databricks.serving_auth import SdkAuthServingModel, sdk_config
+
+        config = sdk_config(host, _get(env, "DATABRICKS_CONFIG_PROFILE"))
+        if config is not None:
+            return SdkAuthServingModel(model, config, transport=_transport(env))
     missing = [
         name
         for name, value in (("DATABRICKS_HOST", host), ("DATABRICKS_TOKEN", token))

@@ -22,6 +22,7 @@ from rlm_engine.settings import Settings
 from rlm_engine.store.memory_mapping import StoreMemory
 from rlm_engine.store.protocol import Store
 from rlm_engine.store.records import MemoryScope
+from rlm_engine.service.tool_sets import tools_for
 from rlm_engine.store.response_cache import StoreResponseCache
 from rlm_engine.types import ModelSettings
 
@@ -99,5 +100,6 @@ def build_rlm(
         response_store=None if store is None or offline else StoreResponseCache(store),
         sandbox_factory=sandbox_factory,
         output_schema=output_schema,
+        tools=tools_for(spec.tools),
         **config,
     )

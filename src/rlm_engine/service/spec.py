@@ -91,6 +91,8 @@ class RunSpec:
     output_schema: dict[str, Any] | None = None
     """A JSON schema of the object `SUBMIT(...)` must give (checked, and sent back to the
     root to fix when its fields do not fit); None: any answer."""
+    tools: tuple[str, ...] = ()
+    """Built-in tool sets the REPL offers (`service.tool_sets`: ``databricks-sql``)."""
     artifacts: str | None = None
     """The lakehouse root whose artifact registry this run's cells go to, each run by a
     separate executor process; None: the run's own sandbox."""
@@ -107,7 +109,7 @@ class RunSpec:
                 if value:  # runs outside a session never stored the key
                     out[RESTORED_FROM] = list(self.restored_from)
                 continue
-            if f.name in ("output_schema", "artifacts") and value is None:
+            if f.name in ("output_schema", "artifacts", "tools") and not value:
                 continue  # runs without one never stored the key
 
             if isinstance(value, tuple):

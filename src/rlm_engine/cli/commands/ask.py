@@ -270,6 +270,14 @@ def add_run_options(p: argparse.ArgumentParser) -> None:
         help="extra plugin registered under the rlm_engine.plugins entry point (repeatable)",
     )
     p.add_argument(
+        "--tool",
+        action="append",
+        default=[],
+        choices=["databricks-sql"],
+        help="a built-in tool set the REPL offers, run on this host with its credentials: "
+        "databricks-sql gives execute_sql(query) on a Databricks SQL warehouse (repeatable)",
+    )
+    p.add_argument(
         "--no-default-plugins",
         action="store_true",
         help="run without the safety, format, lint and telemetry plugins",
