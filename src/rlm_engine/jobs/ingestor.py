@@ -448,6 +448,8 @@ def _main(args: argparse.Namespace, extra: list[str]) -> int:
     with _graceful(stop, trigger):
         if args.once:
             reports = ingestor.poll_once(printer)
+            if not reports and not args.json:  # say so: silence reads as a hang or a no-op
+                print(f"no new tasks in {args.source}", file=sys.stderr)
             return EXIT_OK if all(r.status == "completed" for r in reports) else EXIT_FAILED
         return _loop(ingestor, printer, stop, args.poll_s)
 
