@@ -18,11 +18,11 @@ from rlm_engine.plugins.defaults import default_plugins
 from rlm_engine.service.principal import Principal
 from rlm_engine.service.provider_env import provider_env
 from rlm_engine.service.spec import RunSpec
+from rlm_engine.service.tool_sets import tools_for
 from rlm_engine.settings import Settings
 from rlm_engine.store.memory_mapping import StoreMemory
 from rlm_engine.store.protocol import Store
 from rlm_engine.store.records import MemoryScope
-from rlm_engine.service.tool_sets import tools_for
 from rlm_engine.store.response_cache import StoreResponseCache
 from rlm_engine.types import ModelSettings
 
