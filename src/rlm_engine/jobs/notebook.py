@@ -24,11 +24,9 @@ from typing import Any, cast
 
 from rlm_engine.jobs.artifact_context import decode_context
 from rlm_engine.jobs.artifact_result import ArtifactResult
-from rlm_engine.store.export_notebook import error_output
+from rlm_engine.store.export_notebook import error_output, notebook_of
 
-NBFORMAT_MINOR = 5
 CALLS_FILE = "calls.json"
-_KERNELSPEC = {"name": "python3", "display_name": "Python 3", "language": "python"}
 _HELPERS = ("llm_query", "llm_query_batched", "rlm_query", "rlm_query_batched")
 
 
@@ -116,16 +114,7 @@ def artifact_notebook(
             "source": _source(code),
         },
     ]
-    return {
-        "nbformat": 4,
-        "nbformat_minor": NBFORMAT_MINOR,
-        "metadata": {
-            "kernelspec": _KERNELSPEC,
-            "language_info": {"name": "python"},
-            "rlm": {"artifact_id": artifact_id, "session_id": session_id},
-        },
-        "cells": cells,
-    }
+    return notebook_of(cells, {"artifact_id": artifact_id, "session_id": session_id})
 
 
 def write_notebook(path: Path, notebook: Mapping[str, Any]) -> None:

@@ -8,7 +8,7 @@ models have no such field, since a tenant must never borrow the server's credent
 from __future__ import annotations
 
 import asyncio
-import threading
+import functools
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -23,17 +23,12 @@ def _databricks_sql() -> Tools:
     offline replay) that never queries needs no workspace."""
     from rlm_engine.integrations.databricks.sql_tool import TOOL_NAME, execute_sql_tool
 
-    made: list[Callable[..., Any]] = []
-    lock = threading.Lock()
-
+    @functools.cache
     def tool() -> Callable[..., Any]:
-        with lock:
-            if not made:
-                from rlm_engine.integrations.databricks.sql import SqlWarehouse
-                from rlm_engine.integrations.databricks.workspace import workspace_client
+        from rlm_engine.integrations.databricks.sql import SqlWarehouse
+        from rlm_engine.integrations.databricks.workspace import workspace_client
 
-                made.append(execute_sql_tool(SqlWarehouse(workspace_client())))
-            return made[0]
+        return execute_sql_tool(SqlWarehouse(workspace_client()))
 
     async def execute_sql(query: str, parameters: Mapping[str, Any] | None = None) -> Any:
         """Run one SQL statement on the workspace's SQL warehouse; rows as dicts.

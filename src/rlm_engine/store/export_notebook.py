@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Mapping
 from typing import Any
 
 from rlm_engine.store.export_context import context_lines
@@ -153,15 +154,23 @@ def build_notebook(store: Store, recording: Recording) -> dict[str, Any]:
         "source": setup_cell_source(run.run_id, replayed, context_lines(store, run)),
         "outputs": [],
     }
+    return notebook_of(
+        [_title(recording), setup, *body, _answer(recording)],
+        {"run_id": run.run_id, "question": run.question, "status": run.status},
+    )
+
+
+def notebook_of(cells: list[dict[str, Any]], rlm: Mapping[str, Any]) -> dict[str, Any]:
+    """An nbformat 4 Python notebook of ``cells``, with ``rlm`` under its metadata."""
     return {
         "nbformat": 4,
         "nbformat_minor": NBFORMAT_MINOR,
         "metadata": {
             "kernelspec": _KERNELSPEC,
             "language_info": {"name": "python"},
-            "rlm": {"run_id": run.run_id, "question": run.question, "status": run.status},
+            "rlm": dict(rlm),
         },
-        "cells": [_title(recording), setup, *body, _answer(recording)],
+        "cells": cells,
     }
 
 

@@ -115,9 +115,6 @@ class UnityCatalogTables:
         table if it is missing. Returns rows inserted + updated."""
         spec = spec_of(table)
         clean = clean_rows(spec, rows)
-        if not clean:
-            self._ensure_one(spec)
-            return 0
         self._ensure_one(spec)
         changed = 0
         for start in range(0, len(clean), ROWS_PER_STATEMENT):
