@@ -40,7 +40,7 @@ VENV_BIN = Path(sys.executable).parent
 RLM = str(VENV_BIN / "rlm")
 PYTHON = str(VENV_BIN / "python")
 # What `rlm ask` imports before its first request: its own modules and the HTTP client.
-ASK_IMPORTS = "import rlm_engine.cli.ask, rlm_engine.lm.openai_direct, aiohttp"
+ASK_IMPORTS = "import rlm_engine.cli.ask, rlm_engine.lm.openai_direct, rlm_engine.lm.http1"
 TARGET_HELP_RATIO = 8.0
 TARGET_TINY_S = 0.5  # plus the interpreter's start
 TARGET_BIG_S = 1.5
@@ -266,17 +266,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     lines += [
         "Where the tiny run's time goes: the `import` row is the modules `rlm ask` loads "
         "before its first request (the CLI, the engine, pydantic events, plugins, the "
-        "OpenAI-compatible adapter and aiohttp; not SQLAlchemy or the store's SQL modules), "
+        "OpenAI-compatible adapter and its stdlib HTTP client `lm.http1`; not aiohttp, "
+        "SQLAlchemy or the store's SQL modules), "
         "in a process that does nothing else. The store opens in the background: "
         "`rlm ask` hands the run service a `DeferredStore`, whose opening (SQLAlchemy, "
         "the schema check) and whose first step (recording the run) start once the first "
         "root request is on its way, on a thread that competes for the interpreter lock "
         "with a loop that waits for the reply; cells, journal and event writes wait for "
         "the record, and a new run's journal knows it is empty, so nothing before the "
-        "first request reads the store. aiohttp is imported on a thread started before "
-        "anything else, and the isolation probe (three short processes) runs on another, "
-        "both overlapping the main thread's imports as far as the lock lets them. What is "
-        "left before the first request is, roughly in order of cost: aiohttp, pydantic "
+        "first request reads the store. The isolation probe (three short processes) runs "
+        "on a thread started before anything else, overlapping the main thread's imports. "
+        "What is left before the first request is, roughly in order of cost: pydantic "
         "(events), the engine, plugin and sandbox-host modules and their dataclasses, "
         "pydantic's first validators (which read every installed package's entry points "
         "for plugins), building the RLM and the first call. `rlm runs list` on the default "

@@ -199,43 +199,16 @@ def test_events_build_their_validators_on_first_use() -> None:
     assert loaded(code, ("pydantic",)) != []  # events are pydantic models still
 
 
-def test_prefetch_imports_on_a_thread_past_a_missing_module() -> None:
+def test_the_direct_openai_path_sends_without_aiohttp_or_http_client() -> None:
+    # `rlm ask`'s first request to an OpenAI-compatible server goes through it, so the CLI
+    # prefetches no HTTP stack.
     code = (
-        "from rlm_engine.cli.commands import prefetch\n"
-        "thread = prefetch('no_such_module_here', 'aiohttp')\n"
-        "assert thread.name == 'rlm-prefetch' and not thread.daemon\n"
-        "thread.join()\n"
+        "import asyncio\n"
+        "from rlm_engine.lm.openai_direct import DirectChat\n"
+        "chat = DirectChat(provider='sim', base_url='http://127.0.0.1:9/v1', api_key='k')\n"
+        "try:\n"
+        "    asyncio.run(chat.post({}, timeout_s=5.0))\n"
+        "except Exception:\n"
+        "    pass\n"
     )
-    assert "aiohttp" in loaded(code, ("aiohttp", "no_such_module_here"))
-
-
-@pytest.mark.parametrize(
-    ("model", "prefetched"),
-    [
-        ("openai/gpt-4o-mini", True),
-        ("vllm/qwen", True),
-        ("", True),
-        ("anthropic/claude-sonnet-4-5", False),
-        ("gemini/gemini-2.5-flash", False),
-    ],
-)
-def test_rlm_ask_prefetches_aiohttp_for_models_that_send_with_it(
-    model: str, prefetched: bool, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    import argparse
-
-    from rlm_engine.cli.commands import ask
-
-    calls: list[tuple[str, ...]] = []
-
-    def record(*modules: str) -> None:
-        calls.append(modules)
-
-    def run(args: argparse.Namespace) -> int:
-        return 0
-
-    monkeypatch.delenv("RLM_MODEL", raising=False)
-    monkeypatch.setattr(ask, "prefetch", record)
-    monkeypatch.setattr(ask, "_run_ask", run)
-    assert ask.run_ask(argparse.Namespace(model=model or None)) == 0
-    assert calls == ([("aiohttp",)] if prefetched else [])
+    assert loaded(code, (*HEAVY, "http.client")) == []

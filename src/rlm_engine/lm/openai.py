@@ -43,7 +43,7 @@ DEFAULT_READ_TIMEOUT_S = 120.0
 
 # OpenAI's newer models take max_completion_tokens; most compatible servers max_tokens.
 MaxTokensParam = Literal["max_completion_tokens", "max_tokens"]
-# How non-streaming calls travel: "direct" (lean aiohttp POST) or "sdk" (the SDK's
+# How non-streaming calls travel: "direct" (lean HTTP/1.1 POST) or "sdk" (the SDK's
 # request path). Streaming always uses the SDK.
 Transport = Literal["direct", "sdk"]
 

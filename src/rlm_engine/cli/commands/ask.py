@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import argparse
-import os
 import threading
 from typing import Any
 
-from rlm_engine.cli.commands import handler, prefetch
+from rlm_engine.cli.commands import handler
 from rlm_engine.cli.commands.flags import (
     encoding_name,
     env_var_name,
@@ -16,10 +15,6 @@ from rlm_engine.cli.commands.flags import (
     positive_float,
     temperature,
 )
-
-# Providers whose adapters call through their own SDK; every other one (OpenAI and the
-# OpenAI-compatible servers, the simulator) sends its requests with aiohttp.
-SDK_PROVIDERS = frozenset({"anthropic", "gemini", "litellm"})
 
 _run_ask = handler("rlm_engine.cli.ask:run_ask")
 
@@ -37,13 +32,9 @@ def _warm_up() -> None:
 
 
 def run_ask(args: argparse.Namespace) -> int:
-    """`rlm_engine.cli.ask.run_ask`, with the HTTP client of the root model's first request
-    imported on a thread meanwhile, and on another the isolation probe (`_warm_up`),
+    """`rlm_engine.cli.ask.run_ask`, with the isolation probe (`_warm_up`) run on a thread
     while the engine loads. The implementation joins that thread (``args.warming``)
     before it builds the RLM, so the probe never runs twice."""
-    model: str = args.model or os.environ.get("RLM_MODEL") or ""
-    if model.partition("/")[0] not in SDK_PROVIDERS:
-        prefetch("aiohttp")
     args.warming = threading.Thread(target=_warm_up, name="rlm-warm-up")
     args.warming.start()
     return _run_ask(args)
