@@ -182,6 +182,41 @@ def test_no_concurrency_slot_is_held_while_a_reply_is_journaled() -> None:
     assert started == ["one", "two"]
 
 
+def test_on_sqlite_a_freed_slot_sends_its_request_only_once_the_reply_before_is_durable(
+    tmp_path: Path,
+) -> None:
+    """What a kill -9 costs: the request a freed slot carries goes out after the replies
+    the engine read before it are committed, so a crash re-pays only calls in flight."""
+    store = open_store(f"sqlite:///{tmp_path / 'rlm.db'}", tmp_path / "home")
+    run_id = new_run(store)
+    durable_at_send: list[int] = []
+
+    def sub(messages: Sequence[Message]) -> str:
+        # A separate connection sees committed rows only.
+        with sa.create_engine(f"sqlite:///{tmp_path / 'rlm.db'}").connect() as conn:
+            query = sa.select(sa.func.count()).where(
+                nodes.c.run_id == run_id, nodes.c.kind == "llm", nodes.c.status == "completed"
+            )
+            durable_at_send.append(int(conn.execute(query).scalar_one()))
+        return "ok"
+
+    prompts = [f"'p{i}'" for i in range(6)]
+    turns = [
+        f"```repl\nFINAL(' '.join(llm_query_batched([{', '.join(prompts)}])))\n```",
+        "```repl\nFINAL('unreachable')\n```",
+    ]
+    root = ScriptedModel(lambda m: turns[min(sum(x.role == "assistant" for x in m), 1)])
+    try:
+        result = run(
+            RLM(root, ScriptedModel(sub), max_concurrency=1), StoreJournal(store, run_id), run_id
+        )
+    finally:
+        store.close()
+    assert result.answer == " ".join(["ok"] * 6)
+    # One slot: the n-th request is sent after the n-1 replies before it were committed.
+    assert durable_at_send == list(range(6))
+
+
 def test_a_root_turn_and_its_cell_share_one_commit_and_the_run_ends_durable(
     store: SqlStore,
 ) -> None:

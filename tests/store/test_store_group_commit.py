@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+import time
 from collections.abc import Iterator
 from concurrent.futures import Future, wait
 from typing import Any
@@ -467,3 +468,52 @@ def test_numbers_json_has_no_form_for_are_journaled_too(store: SqlStore) -> None
     store.journal_writer.submit(JournalWrites(events=[event, started()])).result(10)
     assert set(store.load_journal("run-1").calls) == {"r/1/0", "r/1/1"}
     assert len(store.list_events("run-1")) == 2
+
+
+async def test_a_settling_writer_commits_before_the_loop_runs_later_callbacks() -> None:
+    """The next request of a fan-out (a callback scheduled after the write) starts only
+    once the reply queued before it is durable."""
+    order: list[str] = []
+
+    def slow_commit(writes: JournalWrites) -> None:
+        time.sleep(0.05)  # without the settle, the loop runs `later` meanwhile
+        order.append("commit")
+
+    writer = GroupCommitWriter(slow_commit, settle_s=10.0)
+    try:
+        task = asyncio.ensure_future(writer.write(JournalWrites(calls=[call("r/1/0")])))
+        await asyncio.sleep(0)  # the write is queued, its settle scheduled
+        asyncio.get_running_loop().call_soon(order.append, "later")
+        await task
+        await asyncio.sleep(0)
+    finally:
+        writer.close()
+    assert order == ["commit", "later"]
+
+
+async def test_a_settle_that_runs_out_stops_waiting_until_the_backlog_is_committed() -> None:
+    """A store another process holds locked is not waited for at every write."""
+    release = threading.Event()
+    order: list[str] = []
+
+    def held_commit(writes: JournalWrites) -> None:
+        release.wait(10)
+        order.append("commit")
+
+    writer = GroupCommitWriter(held_commit, settle_s=0.05)
+    loop = asyncio.get_running_loop()
+    try:
+        first = asyncio.ensure_future(writer.write(JournalWrites(calls=[call("r/1/0")])))
+        await asyncio.sleep(0)
+        loop.call_soon(order.append, "after the first settle")
+        await asyncio.sleep(0.01)
+        second = asyncio.ensure_future(writer.write(JournalWrites(calls=[call("r/1/1")])))
+        await asyncio.sleep(0)
+        await asyncio.sleep(0)  # the second settle returns at once: the writer is backlogged
+        order.append("after the second settle")
+        release.set()
+        await asyncio.gather(first, second)
+    finally:
+        writer.close()
+    assert order == ["after the first settle", "after the second settle", "commit", "commit"]
+    assert writer.settles_run_out == 1  # the second did not wait

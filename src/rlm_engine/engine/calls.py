@@ -104,8 +104,9 @@ async def call_model(
 
     One of ``slots`` (by default the run's ``max_concurrency`` slots, which every model
     request of the run shares: root turns at every depth, sub-calls, digests and capsules)
-    is held while the call is prepared and made, and given back before its reply is
-    journaled: waiting for the journal holds no concurrency slot. A slot is held for one
+    is held while the call is prepared and made, and given back once its reply's journal
+    write is queued, before that write is waited for: waiting for the journal holds no
+    concurrency slot. A slot is held for one
     request and never while anything waits for other work (a parent's cell waiting on its
     children holds none), so the shared bound cannot deadlock a recursion tree."""
     # A wrapped model answers ``name`` through every wrapper (cache, retry, price): read
@@ -122,7 +123,9 @@ async def call_model(
     )
     common = Origin(run_id=state.run_id, node_id=node.id, depth=depth)
     journal = state.journal
-    async with slots if slots is not None else state.sub_call_slots:
+    slot = slots if slots is not None else state.sub_call_slots
+    await slot.acquire()
+    try:
         messages = await state.plugins.before_model_call(info)
         call_id = state.next_call_id()
         node.model = name
@@ -162,6 +165,13 @@ async def call_model(
         # Counted as finished while its slot is still held: the call is over at the
         # provider, and a live count of calls in flight never exceeds the slots.
         await _account(state, common, role, name, call_id, node, completion, started)
+    except BaseException:
+        slot.release()
+        raise
+    # The slot goes back in the loop's next step, after the journal write below is queued
+    # (it is, before this coroutine first waits): the call it wakes is sent after the write
+    # queued here, which a local store commits first (`GroupCommitWriter`'s settle).
+    asyncio.get_running_loop().call_soon(slot.release)
     if recorded is None and journal is not None:
         # Durable before the caller sees the reply: a crash from here on never pays for
         # this call again.

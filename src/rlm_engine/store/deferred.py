@@ -150,9 +150,11 @@ class DeferredWriter:
 
     async def write(self, writes: JournalWrites) -> None:
         """Wait for the store, then for ``writes`` to be committed."""
-        self._store.start()
-        store = await asyncio.wrap_future(self._store.ready)
-        await store.journal_writer.write(writes)
+        ready = self._store.ready
+        if not ready.done():
+            self._store.start()
+            await asyncio.wrap_future(ready)
+        await ready.result().journal_writer.write(writes)
 
     def call(self, fn: Callable[[], T]) -> Future[T]:
         """Run ``fn`` on the writer thread once the store is ready."""

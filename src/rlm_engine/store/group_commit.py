@@ -14,6 +14,16 @@ committed in groups of their own. A caller is released only once its group is co
 the thread goes on with the next group. Reads that must not overtake queued writes
 (loading a run's journal) run on the same thread with `call`.
 
+With ``settle_s`` (the SQLite store, whose commit is a local fsync), a journal write queued
+from an event loop also makes that loop wait, in its next callback and for at most
+``settle_s``, until the journal writes queued so far are committed: callbacks the loop
+runs after it (the next request of a fan-out whose slot the caller gave back just before)
+start only once the replies before them are durable, so a crash then re-pays no reply the
+provider had already answered and the engine had read. The wait gives up the GIL, so the
+writer commits at once instead of taking the GIL from a busy loop at switch intervals. A
+wait that runs out (another process holds the database) turns the waits off until the
+backlog is committed; nothing else changes: callers still wait for their own group.
+
 With ``events_slice`` (the Postgres store), a group of more events than that is committed
 in slices of that many, and journal writes that queued meanwhile are committed between two
 slices: a slow commit of a thousand events would hold up the callers waiting on the
@@ -46,6 +56,9 @@ MAX_GROUP = 4096
 EVENTS_GROUP = 128
 # Events per transaction of a long events-only group, for stores that ask for slices.
 EVENTS_SLICE = 256
+# How long a loop waits at most for its journal writes to be committed (`settle_s`): a few
+# local fsyncs; a database locked by another process is not waited for.
+SETTLE_S = 0.01
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,11 +86,20 @@ class GroupCommitWriter:
         *,
         name: str = "rlm-journal-writer",
         events_slice: int | None = None,
+        settle_s: float | None = None,
     ) -> None:
         self._commit = commit
         self._name = name
         self._events_slice = events_slice
-        self._cond = threading.Condition()
+        self._settle_s = settle_s
+        lock = threading.RLock()
+        self._cond = threading.Condition(lock)
+        self._settled = threading.Condition(lock)
+        """Notified when journal writes were committed (`_settle` waits on it)."""
+        self._urgent = 0
+        """Journal writes (not events alone) queued and not yet committed."""
+        self._settling: set[asyncio.AbstractEventLoop] = set()
+        self._backlogged = False
         self._queue: list[_Write | _Call] = []
         self._thread: threading.Thread | None = None
         self._pid = os.getpid()
@@ -86,6 +108,7 @@ class GroupCommitWriter:
         """Transactions committed (for tests and benchmarks)."""
         self.groups_failed = 0
         self.writes_committed = 0
+        self.settles_run_out = 0
 
     def submit(self, writes: JournalWrites) -> Future[None]:
         """Queue writes; the future resolves once they are committed (or with the error)."""
@@ -102,7 +125,21 @@ class GroupCommitWriter:
         loop = asyncio.get_running_loop()
         waiter: asyncio.Future[None] = loop.create_future()
         self._enqueue(_Write(writes, loop=loop, waiter=waiter))
+        if self._settle_s is not None and loop not in self._settling and _urgent(writes):
+            self._settling.add(loop)
+            loop.call_soon(self._settle, loop)
         await waiter
+
+    def _settle(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Block the loop until the journal writes queued so far are committed, or for at
+        most ``settle_s`` (see the module's docstring)."""
+        self._settling.discard(loop)
+        with self._cond:
+            if self._backlogged:
+                return
+            if not self._settled.wait_for(lambda: self._urgent == 0, self._settle_s):
+                self._backlogged = True
+                self.settles_run_out += 1
 
     def call(self, fn: Callable[[], T]) -> Future[T]:
         """Run ``fn`` on the writer thread, after every write queued before it."""
@@ -125,7 +162,10 @@ class GroupCommitWriter:
                 raise RuntimeError("the store's journal writer is closed")
             if self._pid != os.getpid():  # a forked child starts its own thread
                 self._pid, self._thread, self._queue = os.getpid(), None, []
+                self._urgent, self._settling, self._backlogged = 0, set(), False
             self._queue.append(item)
+            if isinstance(item, _Write) and _urgent(item.writes):
+                self._urgent += 1
             if self._thread is None or not self._thread.is_alive():
                 self._thread = threading.Thread(target=self._run, name=self._name, daemon=True)
                 self._thread.start()
@@ -178,6 +218,13 @@ class GroupCommitWriter:
             error = self._commit_slices(merged.events, limit)
         else:
             error = self._commit_one(merged)
+        urgent = sum(1 for w in group if _urgent(w.writes))
+        if urgent:
+            with self._cond:
+                self._urgent -= urgent
+                if self._urgent == 0:
+                    self._backlogged = False
+                self._settled.notify_all()
         for future in waiting:
             if error is None:
                 future.set_result(None)
@@ -250,6 +297,10 @@ def _wake(waiters: list[asyncio.Future[None]], error: BaseException | None) -> N
 
 def _events_only(writes: JournalWrites) -> bool:
     return not (writes.calls or writes.cell_starts or writes.cell_finishes)
+
+
+def _urgent(writes: JournalWrites) -> bool:
+    return not _events_only(writes)
 
 
 def _capped(writes: list[_Write], limit: int) -> list[_Write]:

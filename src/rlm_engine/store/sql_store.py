@@ -24,7 +24,7 @@ from rlm_engine.store import (
 from rlm_engine.store.blobs import BlobStore, LocalBlobStore
 from rlm_engine.store.connect import display_url
 from rlm_engine.store.errors import RunNotFoundError
-from rlm_engine.store.group_commit import EVENTS_SLICE, GroupCommitWriter
+from rlm_engine.store.group_commit import EVENTS_SLICE, SETTLE_S, GroupCommitWriter
 from rlm_engine.store.protocol import Store
 from rlm_engine.store.records import (
     LOCAL_TENANT,
@@ -286,9 +286,14 @@ class SqlStore(Store):
         with self._writer_lock:
             if self._writer is None:
                 # Postgres commits a long batch of events in slices (see `EVENTS_SLICE`);
-                # SQLite commits it quickly enough whole, and pays an fsync per commit.
-                slices = None if self._writer_conn is None else EVENTS_SLICE
-                self._writer = GroupCommitWriter(self._commit_group, events_slice=slices)
+                # SQLite commits it quickly enough whole, and pays an fsync per commit, a
+                # local one short enough for a loop to wait for (`SETTLE_S`).
+                local = self._writer_conn is None
+                self._writer = GroupCommitWriter(
+                    self._commit_group,
+                    events_slice=None if local else EVENTS_SLICE,
+                    settle_s=SETTLE_S if local else None,
+                )
             return self._writer
 
     def write_journal(self, writes: JournalWrites) -> None:
