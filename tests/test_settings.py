@@ -16,7 +16,7 @@ def test_defaults_without_any_variable(tmp_path: Path) -> None:
     assert s.home == tmp_path
     assert s.store_url is None and s.model is None
     assert s.allowed_paths == () and s.cors_origins == ()
-    assert s.warm_pool == 0
+    assert s.warm_pool is None  # the serving process decides (DEFAULT_WARM_POOL)
     assert s.max_context_bytes == DEFAULT_MAX_CONTEXT_BYTES
     assert s.max_depth is None and s.execution_timeout_s is None
     assert (s.max_concurrent_runs, s.tenant_concurrent_runs) == (8, 4)

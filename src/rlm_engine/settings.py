@@ -13,6 +13,9 @@ from rlm_engine.errors import ConfigurationError
 DEFAULT_MAX_CONTEXT_BYTES = 512 * 1024 * 1024
 DEFAULT_MAX_CONCURRENT_RUNS = 8
 DEFAULT_TENANT_CONCURRENT_RUNS = 4
+# A server (HTTP or MCP) keeps this many sandboxes started per kind of sandbox its runs use,
+# so a run's first cell does not wait for an interpreter to start.
+DEFAULT_WARM_POOL = 2
 
 # Names the source design's deployments already set, accepted as aliases of ours. The
 # `RLM_*` name wins when both are set, so a project's own setting is never overridden by a
@@ -44,8 +47,9 @@ class Settings:
     `os.pathsep`-separated); none by default, so a server reads no path it was not given."""
     cors_origins: tuple[str, ...] = ()
     """Browser origins the server answers (``RLM_CORS_ORIGINS``, comma-separated)."""
-    warm_pool: int = 0
-    """Sandboxes kept started ahead of runs (``RLM_WARM_POOL``)."""
+    warm_pool: int | None = None
+    """Sandboxes kept started ahead of runs (``RLM_WARM_POOL``); None: the serving
+    process's default (`DEFAULT_WARM_POOL`)."""
     max_context_bytes: int = DEFAULT_MAX_CONTEXT_BYTES
     """Largest context a tenant may upload (``RLM_MAX_CONTEXT_BYTES``)."""
     max_depth: int | None = None
@@ -75,7 +79,7 @@ class Settings:
                 Path(p).expanduser() for p in _split(env.get("RLM_ALLOWED_PATHS", ""), os.pathsep)
             ),
             cors_origins=_split(env.get("RLM_CORS_ORIGINS", ""), ","),
-            warm_pool=_integer(env, "RLM_WARM_POOL", minimum=0) or 0,
+            warm_pool=_integer(env, "RLM_WARM_POOL", minimum=0),
             max_context_bytes=_integer(env, "RLM_MAX_CONTEXT_BYTES", minimum=1)
             or DEFAULT_MAX_CONTEXT_BYTES,
             max_depth=_integer(env, "RLM_MAX_DEPTH", minimum=0),

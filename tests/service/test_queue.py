@@ -33,6 +33,7 @@ from rlm_engine.service.limits import ServiceLimits
 from rlm_engine.service.principal import Principal
 from rlm_engine.service.queue import RunQueue, seconds_to_utc_midnight
 from rlm_engine.service.spec import RunSpec
+from rlm_engine.settings import DEFAULT_WARM_POOL
 from rlm_engine.sim import CallablePolicy, SimServer
 from rlm_engine.store import ModelCall, NewRun, SqlStore, open_store
 from rlm_engine.store.records import MemoryScope, Run
@@ -359,6 +360,11 @@ async def test_open_services_builds_everything_on_the_settings_store(
     serve = asyncio.create_task(services.queue.serve(stop))
     try:
         done = await body()
+        # A serving process keeps sandboxes warm unless RLM_WARM_POOL says otherwise.
+        factory = services.runs.sandboxes.factory_for(SPEC)
+        assert services.runs.sandboxes.size == DEFAULT_WARM_POOL
+        assert factory is not None and factory.pool is not None
+        assert factory.pool.hits + factory.pool.misses == 1  # the run's sandbox came from it
     finally:
         await services.aclose()
         await serve

@@ -50,6 +50,7 @@ def open_services(settings: Settings, *, limits: ServiceLimits | None = None) ->
     from rlm_engine.service.sandboxes import SandboxPools
     from rlm_engine.service.sessions import SessionService
     from rlm_engine.service.store_opening import open_settings_store
+    from rlm_engine.settings import DEFAULT_WARM_POOL
 
     limits = limits or ServiceLimits.from_settings(settings)
     store = open_settings_store(settings)
@@ -61,7 +62,9 @@ def open_services(settings: Settings, *, limits: ServiceLimits | None = None) ->
             settings,
             limits=limits,
             heartbeat_s=SERVICE_HEARTBEAT_S,
-            sandboxes=SandboxPools(settings.warm_pool),
+            sandboxes=SandboxPools(
+                DEFAULT_WARM_POOL if settings.warm_pool is None else settings.warm_pool
+            ),
         )
         return Services(
             store=store,

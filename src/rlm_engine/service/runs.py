@@ -133,7 +133,8 @@ class RunService:
         sandboxes: SandboxPools | None = None,
     ) -> None:
         self.store = store
-        self._sandboxes = sandboxes or SandboxPools(0)
+        self.sandboxes = sandboxes or SandboxPools(0)
+        """Where runs take their sandboxes (warm pools in a server)."""
         self.settings = settings
         self.limits = limits
         self._heartbeat_s = heartbeat_s
@@ -214,7 +215,7 @@ class RunService:
                 memory=memory_for(self.store, session, who),
                 persistent=bool(session),
                 store=self.store,
-                sandbox_factory=self._sandboxes.factory_for(spec, run_id=run_id, session=session),
+                sandbox_factory=self.sandboxes.factory_for(spec, run_id=run_id, session=session),
             )
             past = await asyncio.to_thread(past_runs, self.store, prior, scratch)
             if context_key is not None:
@@ -318,7 +319,7 @@ class RunService:
                 memory=memory_for(self.store, run.session, who),
                 persistent=bool(earlier) or (previous is None and run.session is not None),
                 store=self.store,
-                sandbox_factory=self._sandboxes.factory_for(
+                sandbox_factory=self.sandboxes.factory_for(
                     spec, run_id=run.run_id, session=run.session
                 ),
             )
@@ -368,7 +369,7 @@ class RunService:
                 memory={},
                 persistent=bool(earlier),
                 offline=True,
-                sandbox_factory=self._sandboxes.factory_for(spec),
+                sandbox_factory=self.sandboxes.factory_for(spec),
             )
             context = await asyncio.to_thread(run_context, self.store, run, scratch)
             past = await asyncio.to_thread(past_runs, self.store, earlier, scratch)
@@ -513,7 +514,7 @@ class RunService:
                 tasks.append(execution.task)
         if tasks:
             await asyncio.wait(tasks)
-        await self._sandboxes.aclose()
+        await self.sandboxes.aclose()
 
     def executing(self, run_id: str) -> bool:
         """Whether this process executes the run now."""
