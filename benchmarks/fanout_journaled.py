@@ -203,19 +203,28 @@ class LoopSim:
         return [k for k in (_key(list(r.messages)) for r in done) if k is not None]
 
     def kill_now(self, pid: int) -> dict[str, int]:
-        """In one step of the loop (no handler runs meanwhile): the requests received
-        without a finished reply, then SIGKILL."""
+        """The moment of the kill, in one step of the loop (no handler runs meanwhile):
+        SIGSTOP the CLI (it reads nothing more), count what is in flight, then SIGKILL.
+
+        Counted: requests the server received and has not answered, answers the server
+        wrote that are still unread in the CLI's socket buffers, and requests the CLI wrote
+        that the server has not read yet (each connection carries one exchange at a time;
+        the buffers are the kernel's, read from /proc/net/tcp while the CLI is stopped)."""
 
         async def snapshot_and_kill() -> dict[str, int]:
+            os.kill(pid, signal.SIGSTOP)
+            _wait_stopped(pid)
             arrived = Counter(self.arrivals.keys)
             completed = Counter(self.completed_keys())
-            in_flight = sum((arrived - completed).values())
+            unanswered = sum((arrived - completed).values())
+            answers_unread, requests_unread = _unread_exchanges(self.server.port)
             os.kill(pid, signal.SIGKILL)
             return {
                 "arrived": len(self.arrivals.keys),
                 "completed": sum(completed.values()),
-                "in_flight": in_flight,
-                "in_flight_counter": self.server.in_flight,
+                "unanswered": unanswered,
+                "answers_unread": answers_unread,
+                "requests_unread": requests_unread,
             }
 
         return self.on_loop(snapshot_and_kill())
@@ -224,6 +233,36 @@ class LoopSim:
         self.on_loop(self.server.stop())
         self.loop.call_soon_threadsafe(self.loop.stop)
         self.thread.join(10)
+
+
+def _wait_stopped(pid: int) -> None:
+    """Until every thread of ``pid`` is stopped (SIGSTOP is delivered asynchronously)."""
+    deadline = time.monotonic() + 5
+    tasks = Path(f"/proc/{pid}/task")
+    while time.monotonic() < deadline:
+        states = [(t / "stat").read_text().rsplit(")", 1)[1].split()[0] for t in tasks.iterdir()]
+        if all(state in ("T", "t") for state in states):
+            return
+        time.sleep(0.0002)
+    raise RuntimeError("the CLI did not stop")
+
+
+def _unread_exchanges(port: int) -> tuple[int, int]:
+    """Loopback TCP connections to ``port`` with bytes waiting to be read: on the client's
+    end (answers it has not read), on the server's (requests it has not read)."""
+    answers = requests = 0
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        with open(table) as handle:
+            next(handle)
+            for line in handle:
+                fields = line.split()
+                local, remote = (int(a.rsplit(":", 1)[1], 16) for a in fields[1:3])
+                unread = int(fields[4].split(":")[1], 16)
+                if unread and remote == port:
+                    answers += 1
+                elif unread and local == port:
+                    requests += 1
+    return answers, requests
 
 
 def journaled_sub_calls(home: Path) -> tuple[str, int]:
@@ -280,8 +319,14 @@ def kill_and_resume(sim: LoopSim, delay_s: float) -> dict[str, Any]:
         "delay_ms": round(delay_s * 1000),
         **at_kill,
         "arrived_after_kill": arrived_by_crash - at_kill["arrived"],
+        # The CLI was stopped before it was killed: what arrived later, it had sent before.
+        "in_flight": at_kill["unanswered"]
+        + at_kill["answers_unread"]
+        + arrived_by_crash
+        - at_kill["arrived"],
         "journaled": journaled,
         "replied_not_journaled": at_kill["completed"] - journaled,
+        "read_not_journaled": at_kill["completed"] - at_kill["answers_unread"] - journaled,
         "resume_requests": len(sim.arrivals.keys) - arrived_by_crash,
         "repeats": sum(1 for n in counts.values() if n > 1),
         "distinct": len(counts),
@@ -316,9 +361,10 @@ def _acceptance(
     pg = [med[c]["ask_postgres"] / med[c]["library"] for c in CASES]
     within = sum(t["repeats"] <= t["in_flight"] for t in trials)
     explained = all(
-        t["repeats"] == t["in_flight"] + t["arrived_after_kill"] + t["replied_not_journaled"]
+        t["repeats"] == t["unanswered"] + t["arrived_after_kill"] + t["replied_not_journaled"]
         for t in trials
     )
+    lost = sum(max(t["read_not_journaled"], 0) for t in trials)
     return [
         f"- SQLite 256 x 64 at most 0.5 s: {small['ask_sqlite']:.3f} s, "
         f"{verdict(small['ask_sqlite'] <= 0.5)} (no journal: {small['library']:.3f} s).",
@@ -330,13 +376,12 @@ def _acceptance(
         "- Postgres within 1.3x of no journal: "
         + ", ".join(f"{r:.2f}x" for r in pg)
         + f", {verdict(all(r <= 1.3 for r in pg))}.",
-        f"- Kill -9: repeats at most the requests in flight at the kill in {within} of "
+        f"- Kill -9: repeats at most the calls in flight at the kill in {within} of "
         f"{len(trials)} trials. In "
         + ("every" if explained else "not every")
-        + " trial, repeats = in flight + arrived after the kill + replied but not yet "
-        "journaled: no call journaled before the kill was requested again, and the excess "
-        "over the in-flight count is replies that had reached the client (or were on "
-        "their way) but whose group was not yet committed.",
+        + " trial, repeats = received and unanswered + arrived after the kill + answered "
+        "but not journaled: no call journaled before the kill was requested again. Answers "
+        f"the CLI had read but not yet journaled, over all trials: {lost}.",
     ]
 
 
@@ -366,8 +411,9 @@ def write(
         else ""
     )
     kill_rows = [
-        f"| {t['delay_ms']} | {t['arrived']} | {t['completed']} | {t['in_flight']} "
-        f"| {t['arrived_after_kill']} | {t['journaled']} | {t['replied_not_journaled']} "
+        f"| {t['delay_ms']} | {t['arrived']} | {t['completed']} | {t['unanswered']} "
+        f"| {t['answers_unread']} | {t['requests_unread']} | {t['in_flight']} "
+        f"| {t['arrived_after_kill']} | {t['journaled']} | {t['read_not_journaled']} "
         f"| {t['resume_requests']} | {t['repeats']} "
         f"| {'yes' if t['repeats'] <= t['in_flight'] else 'NO'} |"
         for t in trials
@@ -398,17 +444,23 @@ def write(
         f"`rlm ask` sends {KILL_CALLS} sub-calls {KILL_WIDTH} wide (journaled, SQLite). The "
         "simulator runs in the benchmark's process on its own event loop; once "
         f"{KILL_AFTER} sub-calls have arrived and a further delay has passed, one step of "
-        "that loop counts the requests received without a finished reply (in flight) and "
-        "SIGKILLs the CLI process. `rlm runs resume RUN_ID` then finishes the run (every "
-        "resume here ended with all 1,024 answers). Repeats = sub-call prompts the server "
-        "received twice over both processes. Arrived after the kill = requests the CLI had "
-        "sent before it died that the server read only afterwards. Replied, not journaled "
-        "= replies the server had finished writing before the kill whose call is not in "
-        "the journal (read from the store after the kill).\n\n"
-        "| delay after arrival 512, ms | arrived | replied | in flight at the kill "
-        "| arrived after the kill | journaled | replied, not journaled | resume requests "
+        "that loop stops the CLI (SIGSTOP, waiting until every thread is stopped), counts "
+        "what is in flight and SIGKILLs it. In flight at the kill = requests the server "
+        "received and had not answered + answers the server had written that were still "
+        "unread in the CLI's socket buffers (the kernel's receive queues, from "
+        "/proc/net/tcp; an HTTP/1.1 connection carries one exchange at a time) + requests "
+        "that arrived after the kill (the CLI, stopped first, had sent them before; the "
+        "column before it counts those still unread in the server's socket buffers at the "
+        "kill). `rlm runs resume RUN_ID` then "
+        "finishes the run (every resume here ended with all 1,024 answers). Repeats = "
+        "sub-call prompts the server received twice over both processes. Read, not "
+        "journaled = answers the CLI had read whose call is not in the journal (read from "
+        "the store after the kill): the calls a crash re-pays beyond those in flight.\n\n"
+        "| delay after arrival 512, ms | arrived | answered | unanswered "
+        "| answers unread by the CLI | requests unread by the server | in flight at the kill "
+        "| arrived after the kill | journaled | read, not journaled | resume requests "
         "| repeats | repeats <= in flight |\n"
-        "|---|---|---|---|---|---|---|---|---|---|\n" + "\n".join(kill_rows) + "\n\n"
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|\n" + "\n".join(kill_rows) + "\n\n"
         "## Against the targets\n\n" + "\n".join(_acceptance(samples, trials)) + "\n\n"
         "The machine has 2 cores shared with other work (see the load average above); the "
         "range column shows the run-to-run spread.\n"
