@@ -136,7 +136,7 @@ def _to_model_call(db: SqlDb, row: RowMapping) -> ModelCall:
     )
 
 
-def _keep_started_values(values: dict[str, Any], started: RowMapping) -> None:
+def _keep_started_values(values: dict[str, Any], started: Mapping[Any, Any]) -> None:
     # What `start_node` recorded (parent, model, request) stands unless the call says more.
     for name in ("parent_id", "model"):
         if values[name] is None:
@@ -207,15 +207,33 @@ _STARTED_COLUMNS = (
 )
 
 
-def _existing_nodes(conn: Connection, run_id: str, node_ids: list[str]) -> dict[str, RowMapping]:
-    found: dict[str, RowMapping] = {}
+def _existing_nodes(
+    conn: Connection, run_id: str, node_ids: list[str]
+) -> dict[str, Mapping[str, Any]]:
+    """The rows of ``node_ids`` already there, by node id. Driver-level SQL, built once per
+    size: a group commit reads them on every commit, and compiling the Core query cost
+    more than the commit's fsync."""
+    found: dict[str, Mapping[str, Any]] = {}
     for start in range(0, len(node_ids), _IN_CHUNK):
-        query = select(*_STARTED_COLUMNS).where(
-            nodes.c.run_id == run_id, nodes.c.node_id.in_(node_ids[start : start + _IN_CHUNK])
-        )
-        for row in conn.execute(query).mappings():
-            found[row["node_id"]] = row
+        chunk = node_ids[start : start + _IN_CHUNK]
+        sql = _existing_sql(conn.dialect.name, len(chunk))
+        for row in conn.exec_driver_sql(sql, (run_id, *chunk)).mappings():
+            meta = row["meta"]
+            found[row["node_id"]] = {
+                **row,
+                "meta": json.loads(meta) if isinstance(meta, str) else meta,
+            }
     return found
+
+
+@functools.lru_cache(maxsize=64)
+def _existing_sql(dialect: str, count: int) -> str:
+    mark = "%s" if dialect == "postgresql" else "?"
+    columns = ", ".join(c.name for c in _STARTED_COLUMNS)
+    return (
+        f"SELECT {columns} FROM {nodes.name} WHERE run_id = {mark} "
+        f"AND node_id IN ({', '.join([mark] * count)})"
+    )
 
 
 def record_model_calls(db: SqlDb, conn: Connection, batch: Sequence[ModelCall]) -> None:
