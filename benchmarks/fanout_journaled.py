@@ -60,7 +60,7 @@ LATENCY_S = 0.1
 CASES = ((256, 64), (1024, 64), (1024, 256))
 RUNS = 5
 KILL_CALLS, KILL_WIDTH, KILL_AFTER = 1024, 64, 512
-KILL_DELAYS_S = (0.0, 0.025, 0.05, 0.075, 0.0, 0.05)
+KILL_DELAYS_S = tuple(step / 100 for step in range(12))  # 0, 10, ..., 110 ms: a whole wave
 POSTGRES_URL = os.environ.get(
     "RLM_BENCH_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 )

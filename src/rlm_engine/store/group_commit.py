@@ -18,17 +18,20 @@ With ``settle_s`` (the SQLite store, whose commit is a local fsync), a journal w
 from an event loop also makes that loop wait, in its next callback and for at most
 ``settle_s``, until the journal writes queued so far are committed: callbacks the loop
 runs after it (the next request of a fan-out whose slot the caller gave back just before)
-start only once the replies before them are durable, so a crash then re-pays no reply the
-provider had already answered and the engine had read. The wait gives up the GIL, so the
+start only once the replies before them are durable, and a reply the engine has read is
+committed within a loop step (a crash re-pays the calls still in flight and the replies
+of the step it interrupts). The wait gives up the GIL, so the
 writer commits at once instead of taking the GIL from a busy loop at switch intervals. A
-wait that runs out (another process holds the database) turns the waits off until the
-backlog is committed; nothing else changes: callers still wait for their own group.
+wait that runs out (another process holds the database, a checkpoint is slow) turns the
+waits off for `SETTLE_PAUSE_S`, so a locked database costs the loop a bounded share of its
+time; nothing else changes: callers still wait for their own group.
 
-With ``events_slice`` (the Postgres store), a group of more events than that is committed
-in slices of that many, and journal writes that queued meanwhile are committed between two
-slices: a slow commit of a thousand events would hold up the callers waiting on the
-journal. Such a group is then no longer one transaction: a crash can keep the first slices
-(their numbering has no gaps), and an error fails the group's callers and its later slices.
+With ``events_slice``, a group of more events than that is committed in slices of that
+many, and journal writes that queued meanwhile are committed between two slices: a slow
+commit of a thousand events (a batch of a thousand sub-calls starts with as many events)
+would hold up the callers waiting on the journal, and a loop settling on them. Such a
+group is then no longer one transaction: a crash can keep the first slices (their
+numbering has no gaps), and an error fails the group's callers and its later slices.
 """
 
 from __future__ import annotations
@@ -37,6 +40,7 @@ import asyncio
 import contextlib
 import os
 import threading
+import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass
@@ -58,7 +62,9 @@ EVENTS_GROUP = 128
 EVENTS_SLICE = 256
 # How long a loop waits at most for its journal writes to be committed (`settle_s`): a few
 # local fsyncs; a database locked by another process is not waited for.
-SETTLE_S = 0.01
+SETTLE_S = 0.025
+# How long the waits stay off after one ran out.
+SETTLE_PAUSE_S = 0.1
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,7 +105,8 @@ class GroupCommitWriter:
         self._urgent = 0
         """Journal writes (not events alone) queued and not yet committed."""
         self._settling: set[asyncio.AbstractEventLoop] = set()
-        self._backlogged = False
+        self._paused_until = 0.0
+        """`time.monotonic()` before which `_settle` does not wait (one ran out)."""
         self._queue: list[_Write | _Call] = []
         self._thread: threading.Thread | None = None
         self._pid = os.getpid()
@@ -135,10 +142,10 @@ class GroupCommitWriter:
         most ``settle_s`` (see the module's docstring)."""
         self._settling.discard(loop)
         with self._cond:
-            if self._backlogged:
+            if time.monotonic() < self._paused_until:
                 return
             if not self._settled.wait_for(lambda: self._urgent == 0, self._settle_s):
-                self._backlogged = True
+                self._paused_until = time.monotonic() + SETTLE_PAUSE_S
                 self.settles_run_out += 1
 
     def call(self, fn: Callable[[], T]) -> Future[T]:
@@ -162,7 +169,7 @@ class GroupCommitWriter:
                 raise RuntimeError("the store's journal writer is closed")
             if self._pid != os.getpid():  # a forked child starts its own thread
                 self._pid, self._thread, self._queue = os.getpid(), None, []
-                self._urgent, self._settling, self._backlogged = 0, set(), False
+                self._urgent, self._settling, self._paused_until = 0, set(), 0.0
             self._queue.append(item)
             if isinstance(item, _Write) and _urgent(item.writes):
                 self._urgent += 1
@@ -222,8 +229,6 @@ class GroupCommitWriter:
         if urgent:
             with self._cond:
                 self._urgent -= urgent
-                if self._urgent == 0:
-                    self._backlogged = False
                 self._settled.notify_all()
         for future in waiting:
             if error is None:

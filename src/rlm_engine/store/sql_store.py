@@ -285,13 +285,13 @@ class SqlStore(Store):
     def journal_writer(self) -> GroupCommitWriter:
         with self._writer_lock:
             if self._writer is None:
-                # Postgres commits a long batch of events in slices (see `EVENTS_SLICE`);
-                # SQLite commits it quickly enough whole, and pays an fsync per commit, a
-                # local one short enough for a loop to wait for (`SETTLE_S`).
+                # A long batch of events is committed in slices (see `EVENTS_SLICE`), so a
+                # reply waits for one slice at most. SQLite's commit is a local fsync, short
+                # enough for a loop to wait for (`SETTLE_S`); Postgres's a round trip.
                 local = self._writer_conn is None
                 self._writer = GroupCommitWriter(
                     self._commit_group,
-                    events_slice=None if local else EVENTS_SLICE,
+                    events_slice=EVENTS_SLICE,
                     settle_s=SETTLE_S if local else None,
                 )
             return self._writer
