@@ -169,8 +169,8 @@ async def call_model(
         slot.release()
         raise
     # The slot goes back in the loop's next step, after the journal write below is queued
-    # (it is, before this coroutine first waits): the call it wakes is sent after the write
-    # queued here, which a local store commits first (`GroupCommitWriter`'s settle).
+    # (once the store is open, that happens before this coroutine first waits): the call it
+    # wakes is sent after the write, which a local store commits first (its writer's settle).
     asyncio.get_running_loop().call_soon(slot.release)
     if recorded is None and journal is not None:
         # Durable before the caller sees the reply: a crash from here on never pays for

@@ -132,7 +132,7 @@ class GroupCommitWriter:
         loop = asyncio.get_running_loop()
         waiter: asyncio.Future[None] = loop.create_future()
         self._enqueue(_Write(writes, loop=loop, waiter=waiter))
-        if self._settle_s is not None and loop not in self._settling and _urgent(writes):
+        if self._settle_s is not None and loop not in self._settling and not _events_only(writes):
             self._settling.add(loop)
             loop.call_soon(self._settle, loop)
         await waiter
@@ -171,7 +171,7 @@ class GroupCommitWriter:
                 self._pid, self._thread, self._queue = os.getpid(), None, []
                 self._urgent, self._settling, self._paused_until = 0, set(), 0.0
             self._queue.append(item)
-            if isinstance(item, _Write) and _urgent(item.writes):
+            if isinstance(item, _Write) and not _events_only(item.writes):
                 self._urgent += 1
             if self._thread is None or not self._thread.is_alive():
                 self._thread = threading.Thread(target=self._run, name=self._name, daemon=True)
@@ -225,7 +225,7 @@ class GroupCommitWriter:
             error = self._commit_slices(merged.events, limit)
         else:
             error = self._commit_one(merged)
-        urgent = sum(1 for w in group if _urgent(w.writes))
+        urgent = sum(1 for w in group if not _events_only(w.writes))
         if urgent:
             with self._cond:
                 self._urgent -= urgent
@@ -302,10 +302,6 @@ def _wake(waiters: list[asyncio.Future[None]], error: BaseException | None) -> N
 
 def _events_only(writes: JournalWrites) -> bool:
     return not (writes.calls or writes.cell_starts or writes.cell_finishes)
-
-
-def _urgent(writes: JournalWrites) -> bool:
-    return not _events_only(writes)
 
 
 def _capped(writes: list[_Write], limit: int) -> list[_Write]:
