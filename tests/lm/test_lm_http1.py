@@ -219,8 +219,9 @@ def test_urls_and_headers_that_cannot_be_sent_are_refused(
 
 async def test_a_bad_base_url_is_a_configuration_error_at_the_first_request() -> None:
     client = DirectChat(provider="sim", base_url="ftp://h/v1", api_key="k")
-    with pytest.raises(ConfigurationError, match="http"):
+    with pytest.raises(ConfigurationError, match="http") as raised:
         await client.post({}, timeout_s=1.0)
+    assert "--base-url" in raised.value.hint  # what to change, on the CLI's hint line
 
 
 async def test_a_chunked_body_with_extensions_and_trailers_arrives_whole(serve: Start) -> None:

@@ -89,7 +89,11 @@ class DirectChat:
         try:
             self._target = post_target(self._url, self._headers)
         except ValueError as exc:
-            raise ConfigurationError(f"{self._provider}: {exc}") from exc
+            raise ConfigurationError(
+                f"{self._provider}: {exc}",
+                hint="give the endpoint as an http:// or https:// URL (--base-url, or the "
+                "provider's *_BASE_URL variable), with headers of Latin-1 text",
+            ) from exc
         return self._target
 
 
