@@ -7,6 +7,7 @@ import threading
 import time
 from collections.abc import Iterator
 from concurrent.futures import Future, wait
+from dataclasses import replace
 from typing import Any
 
 import pytest
@@ -15,7 +16,13 @@ from sqlalchemy import event
 from store_support import new_run, python
 
 from rlm_engine.events import RunStarted
-from rlm_engine.store import JournalConflictError, RunNotFoundError, SqlStore, open_store
+from rlm_engine.store import (
+    JournalConflictError,
+    NotFoundError,
+    RunNotFoundError,
+    SqlStore,
+    open_store,
+)
 from rlm_engine.store.group_commit import SETTLE_PAUSE_S, GroupCommitWriter
 from rlm_engine.store.records import CellFinish, CellStart, JournalWrites, ModelCall, NodeStart
 
@@ -193,6 +200,35 @@ def test_cells_and_events_go_through_write_journal(store: SqlStore) -> None:
     store.write_journal(JournalWrites(cell_finishes=[finish]))  # the same outcome: a no-op
     with pytest.raises(JournalConflictError):
         store.write_journal(JournalWrites(cell_starts=[start]))
+
+
+def test_one_group_begins_and_finishes_cells_in_order(store: SqlStore) -> None:
+    """A turn's commit carries the previous cell's finish and the next cell's start; a
+    start and its own finish may share a group, and a snapshot's meta merges later."""
+    new_run(store)
+    first = CellStart("run-1", "r/1", 1, 0, "print(1)", meta={"clock": 1.0})
+    second = CellStart("run-1", "r/1", 2, 0, "print(2)", meta={"clock": 2.0})
+    done = CellFinish(first.key, "completed", output="1\n", meta={"engine_output_hash": "a"})
+    long = "y" * 5000  # above the fixture's inline limit: the output goes to a blob
+    failed = CellFinish(second.key, "failed", output=long, error="boom")
+    store.write_journal(JournalWrites(cell_starts=[first, second], cell_finishes=[done, failed]))
+    one, two = store.get_cell(first.key), store.get_cell(second.key)
+    assert one is not None and one.status == "completed" and one.output == "1\n"
+    assert one.meta == {"clock": 1.0, "engine_output_hash": "a"}
+    assert one.finished_at is not None and one.started_at is not None
+    assert two is not None and (two.status, two.output, two.error) == ("failed", long, "boom")
+    assert two.meta == {"clock": 2.0} and two.output_chars == len(long)
+    # The same outcome again, with a snapshot: only the meta changes.
+    snapshot = CellFinish(first.key, "completed", output="1\n", meta={"snapshot": {"ref": "b"}})
+    store.write_journal(JournalWrites(cell_finishes=[snapshot]))
+    again = store.get_cell(first.key)
+    assert again is not None and again.output == "1\n" and again.finished_at == one.finished_at
+    assert again.meta == {"clock": 1.0, "engine_output_hash": "a", "snapshot": {"ref": "b"}}
+    with pytest.raises(JournalConflictError):  # another outcome of a finished cell
+        store.write_journal(JournalWrites(cell_finishes=[replace(done, output="2\n")]))
+    never = CellFinish(CellStart("run-1", "r/1", 9, 0, "x").key, "completed")
+    with pytest.raises(NotFoundError):
+        store.write_journal(JournalWrites(cell_finishes=[never]))
 
 
 def test_load_journal_reads_finished_calls_and_every_cell(store: SqlStore) -> None:

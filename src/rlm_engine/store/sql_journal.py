@@ -1,8 +1,9 @@
 """The run journal: call-tree nodes (model calls and their results) and cells.
 
 Each single-row write is its own committed transaction, so once a method returns, what it
-recorded survives a crash of this process. The ``*_in`` functions and `record_model_calls`
-work inside a transaction the caller opened (`write_journal` commits many writes at once).
+recorded survives a crash of this process. `record_model_calls` (and, for cells,
+`sql_cell_writes.write_cells_in`) work inside a transaction the caller opened
+(`write_journal` commits many writes at once).
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ from __future__ import annotations
 import functools
 import json
 from collections.abc import Mapping, Sequence
-from typing import Any, cast
+from typing import Any, Literal, cast
 
 from sqlalchemy import JSON, Connection, Float, Integer, RowMapping, Select, Table, select, update
 from sqlalchemy.exc import DBAPIError, IntegrityError
@@ -18,9 +19,9 @@ from sqlalchemy.types import TypeEngine
 
 from rlm_engine.store.errors import JournalConflictError, NotFoundError, RunNotFoundError
 from rlm_engine.store.records import (
-    TERMINAL_CELL_STATUSES,
     TERMINAL_NODE_STATUSES,
     Cell,
+    CellFinish,
     CellKey,
     CellStart,
     CellStatus,
@@ -31,7 +32,8 @@ from rlm_engine.store.records import (
     NodeStatus,
     Usage,
 )
-from rlm_engine.store.sql_base import SqlDb, text_hash, upsert, upsert_many
+from rlm_engine.store.sql_base import SqlDb, upsert, upsert_many
+from rlm_engine.store.sql_cell_writes import write_cells_in
 from rlm_engine.store.tables import cells, nodes
 
 _NODE_KEY = ["run_id", "node_id"]
@@ -461,28 +463,6 @@ def _to_cell(db: SqlDb, row: RowMapping) -> Cell:
     )
 
 
-def _pack_final(db: SqlDb, meta: Mapping[str, Any]) -> dict[str, Any]:
-    """``meta`` with a long FINAL answer or SUBMIT fields moved to the blob store.
-
-    A cell's meta is one JSON value in its row; a FINAL of hundreds of megabytes kept
-    inline would make every read of the run's cells parse it."""
-    final: object = meta.get("final")
-    if not isinstance(final, dict):
-        return dict(meta)
-    packed = dict(cast(Mapping[str, Any], final))
-    answer: object = packed.get("answer")
-    if isinstance(answer, str):
-        _, ref = db.pack(answer)
-        if ref is not None:
-            packed["answer"], packed["answer_ref"] = None, ref
-    fields: object = packed.get("fields")
-    if isinstance(fields, dict):
-        _, ref = db.pack(json.dumps(fields, ensure_ascii=False, default=str))
-        if ref is not None:
-            packed["fields"], packed["fields_ref"] = None, ref
-    return {**meta, "final": packed}
-
-
 def _unpack_final(db: SqlDb, meta: dict[str, Any]) -> dict[str, Any]:
     final: object = meta.get("final")
     if not isinstance(final, dict):
@@ -502,41 +482,10 @@ def _cell_row(conn: Connection, key: CellKey) -> RowMapping | None:
     return conn.execute(query).mappings().first()
 
 
-def begin_cell_in(db: SqlDb, conn: Connection, start: CellStart, status: CellStatus) -> None:
-    """Begin a cell inside the caller's write transaction (see `begin_cell`)."""
-    now = db.now()
-    key = start.key
-    values: dict[str, Any] = {
-        "artifact_id": key.artifact_id,
-        "run_id": start.run_id,
-        "node_id": start.node_id,
-        "iteration": start.iteration,
-        "cell_index": start.cell_index,
-        "instruction": start.instruction,
-        "code": start.code,
-        "code_hash": text_hash(start.code),
-        "status": status,
-        "output_text": None,
-        "output_ref": None,
-        "output_hash": None,
-        "output_chars": None,
-        "error": None,
-        "meta": dict(start.meta),
-        "created_at": now,
-        "started_at": now if status == "executing" else None,
-    }
-    row = _cell_row(conn, key)
-    if row is not None and row["status"] in TERMINAL_CELL_STATUSES:
-        raise JournalConflictError(f"cell {key.artifact_id} already {row['status']}")
-    # A cell left pending/executing by a crash is simply begun again.
-    update_cols = [k for k in values if k not in ("artifact_id", "created_at")]
-    upsert(conn, cells, values, ["artifact_id"], update=update_cols)
-
-
 def begin_cell(db: SqlDb, start: CellStart, status: CellStatus) -> Cell:
     try:
         with db.write() as conn:
-            begin_cell_in(db, conn, start, status)
+            write_cells_in(db, conn, [start], status=status)
             row = _cell_row(conn, start.key)
             assert row is not None
             return _to_cell(db, row)
@@ -547,54 +496,16 @@ def begin_cell(db: SqlDb, start: CellStart, status: CellStatus) -> Cell:
 def finish_cell(
     db: SqlDb,
     key: CellKey,
-    status: CellStatus,
+    status: Literal["completed", "failed", "blocked"],
     output: str,
     error: str | None,
     meta: Mapping[str, Any] | None,
 ) -> Cell:
     with db.write() as conn:
-        finish_cell_in(db, conn, key, status, output, error, meta)
+        write_cells_in(db, conn, finishes=[CellFinish(key, status, output, error, meta)])
         row = _cell_row(conn, key)
         assert row is not None
         return _to_cell(db, row)
-
-
-def finish_cell_in(
-    db: SqlDb,
-    conn: Connection,
-    key: CellKey,
-    status: CellStatus,
-    output: str,
-    error: str | None,
-    meta: Mapping[str, Any] | None,
-) -> None:
-    """Finish a cell inside the caller's write transaction (see `finish_cell`)."""
-    output_text, output_ref = db.pack(output)
-    output_hash = text_hash(output)
-    values: dict[str, Any] = {
-        "status": status,
-        "output_text": output_text,
-        "output_ref": output_ref,
-        "output_hash": output_hash,
-        "output_chars": len(output),
-        "error": error,
-        "finished_at": db.now(),
-    }
-    row = _cell_row(conn, key)
-    if row is None:
-        raise NotFoundError(f"cell {key.artifact_id} was never begun (call begin_cell first)")
-    if meta is not None:
-        values["meta"] = {**(row["meta"] or {}), **_pack_final(db, meta)}
-    if row["status"] in TERMINAL_CELL_STATUSES:
-        if row["status"] == status and row["output_hash"] == output_hash:
-            # The same outcome journaled twice: idempotent, but what it adds to the meta
-            # (a namespace snapshot taken after the cell) is kept.
-            if meta is not None and values["meta"] != (row["meta"] or {}):
-                query = update(cells).where(cells.c.artifact_id == key.artifact_id)
-                conn.execute(query.values(meta=values["meta"]))
-            return
-        raise JournalConflictError(f"cell {key.artifact_id} already {row['status']}")
-    conn.execute(update(cells).where(cells.c.artifact_id == key.artifact_id).values(values))
 
 
 def get_cell(db: SqlDb, key: CellKey) -> Cell | None:
@@ -630,7 +541,7 @@ def snapshot_refs(conn: Connection) -> set[str]:
             ref: object = cast(Mapping[str, Any], snapshot).get("ref")
             if isinstance(ref, str):
                 refs.add(ref)
-        final: object = found.get("final")  # a long FINAL kept as a blob (`_pack_final`)
+        final: object = found.get("final")  # a long FINAL kept as a blob (`pack_final`)
         if isinstance(final, dict):
             held = cast(Mapping[str, Any], final)
             refs.update(

@@ -54,6 +54,7 @@ from rlm_engine.store.records import (
     UsageRow,
 )
 from rlm_engine.store.sql_base import DEFAULT_INLINE_LIMIT, SqlDb
+from rlm_engine.store.sql_cell_writes import write_cells_in
 from rlm_engine.store.write_errors import StoreWriteError
 
 if TYPE_CHECKING:
@@ -315,18 +316,7 @@ class SqlStore(Store):
 
     def _write_journal_in(self, conn: Connection, writes: JournalWrites) -> None:
         sql_journal.record_model_calls(self._db, conn, writes.calls)
-        for start in writes.cell_starts:
-            sql_journal.begin_cell_in(self._db, conn, start, "executing")
-        for finish in writes.cell_finishes:
-            sql_journal.finish_cell_in(
-                self._db,
-                conn,
-                finish.key,
-                finish.status,
-                finish.output,
-                finish.error,
-                finish.meta,
-            )
+        write_cells_in(self._db, conn, writes.cell_starts, writes.cell_finishes)
         if writes.events:
             sql_events.append_events_in(conn, writes.events)
 
