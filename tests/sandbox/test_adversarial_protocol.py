@@ -210,6 +210,7 @@ TAMPERING = {
         "llm_query.__func__.__code__ = (lambda self, prompt, model=None: 'forged').__code__"
     ),
     "defaults of llm_query": "llm_query.__func__.__defaults__ = ('forged-model',)",
+    "keyword defaults of llm_query": "llm_query.__func__.__kwdefaults__ = {'model': 'forged'}",
     "globals of FINAL": "FINAL.__globals__['str'] = lambda value: 'forged'",
     "globals shared by helpers": (
         "llm_query.__globals__['_expect_str'] = lambda value, method: 'forged'"
