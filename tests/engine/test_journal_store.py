@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import threading
 import uuid
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -16,7 +17,9 @@ from rlm_engine import RLM
 from rlm_engine.engine.journal import MemoryJournal
 from rlm_engine.engine.journal_store import StoreJournal
 from rlm_engine.lm.scripted import ScriptedModel
+from rlm_engine.sandbox.local import LocalSandbox
 from rlm_engine.store import NewRun, SqlStore, open_store
+from rlm_engine.store.records import JournalWrites
 from rlm_engine.store.tables import cells, nodes
 from rlm_engine.types import Completion, Message
 
@@ -215,6 +218,57 @@ def test_on_sqlite_a_freed_slot_sends_its_request_only_once_the_reply_before_is_
     assert result.answer == " ".join(["ok"] * 6)
     # One slot: the n-th request is sent after the n-1 replies before it were committed.
     assert durable_at_send == list(range(6))
+
+
+def test_a_cell_runs_while_its_start_commits_and_is_served_only_once_it_is_durable(
+    store: SqlStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A cell's start (with the root reply before it) is committed while the cell runs;
+    the host serves the cell's sub-call only once that commit is durable."""
+    run_id = new_run(store)
+    sent, asked = threading.Event(), threading.Event()
+    overlapped: list[bool] = []
+    durable_at_call: list[tuple[int, int]] = []
+    writer = store.journal_writer
+    commit = writer._commit  # pyright: ignore[reportPrivateUsage]
+
+    def slow_commit(writes: JournalWrites) -> None:
+        if writes.cell_starts and not overlapped:
+            # Held until the cell has been sent to the sandbox (or for 10 s, if it never is),
+            # then for as long as it takes a sub-call served too early to be asked.
+            overlapped.append(sent.wait(10))
+            asked.wait(0.5)
+        commit(writes)
+
+    monkeypatch.setattr(writer, "_commit", slow_commit)
+    execute_at = LocalSandbox.execute_at
+
+    async def sending(self: LocalSandbox, code: str, **kwargs: Any) -> Any:
+        sent.set()
+        return await execute_at(self, code, **kwargs)
+
+    monkeypatch.setattr(LocalSandbox, "execute_at", sending)
+
+    def sub(messages: Sequence[Message]) -> str:
+        with store.engine.connect() as conn:  # not the writer's: sees committed rows only
+            started = conn.execute(
+                sa.select(sa.func.count()).where(cells.c.run_id == run_id)
+            ).scalar_one()
+            roots = conn.execute(
+                sa.select(sa.func.count()).where(
+                    nodes.c.run_id == run_id, nodes.c.kind == "root_turn"
+                )
+            ).scalar_one()
+        durable_at_call.append((int(started), int(roots)))
+        asked.set()
+        return "ok"
+
+    turns = ["```repl\nFINAL(llm_query('p'))\n```"]
+    root = ScriptedModel(lambda m: turns[0])
+    result = run(RLM(root, ScriptedModel(sub)), StoreJournal(store, run_id), run_id)
+    assert result.answer == "ok"
+    assert overlapped == [True]  # the cell was on its way before its start was committed
+    assert durable_at_call == [(1, 1)]  # its start and the root reply, durable
 
 
 def test_a_root_turn_and_its_cell_share_one_commit_and_the_run_ends_durable(

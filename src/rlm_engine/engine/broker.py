@@ -92,6 +92,9 @@ class Broker:
         handler = self._methods.get(method)
         if handler is None:
             raise BrokerError(f"unknown host method {method!r}")
+        if self._state.journal is not None:
+            # Nothing the cell asks for is done before its start is durable.
+            await self._state.journal.queued_durable()
         task = asyncio.current_task()
         if task is None:
             return await handler(params)

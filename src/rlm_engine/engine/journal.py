@@ -115,9 +115,11 @@ class RecordedCell:
 
 
 class Journal(Protocol):
-    """Durable storage of one run's steps. A write returns once it is durable, except
-    ``record_call`` of a root turn and ``finish_cell``, which the next write or ``flush``
-    makes durable (nothing acts on them before that)."""
+    """Durable storage of one run's steps. A write returns once it is durable, except:
+    ``record_call`` of a root turn and ``finish_cell`` are held for the next write or
+    ``flush`` to make durable (nothing acts on them before that); ``begin_cell`` returns
+    once its write (with those held before it) is queued, and ``queued_durable`` waits for
+    it: the host serves nothing a cell asks for, and reads no outcome of it, before then."""
 
     async def recorded_call(self, node_id: str) -> RecordedCall | None: ...
 
@@ -146,6 +148,11 @@ class Journal(Protocol):
     ) -> None: ...
 
     async def finish_cell(self, node_id: str, result: CellResult, output_hash: str) -> None: ...
+
+    async def queued_durable(self) -> None:
+        """Wait until the writes queued so far (a cell's start) are durable; raises the
+        error of one that failed."""
+        ...
 
     async def flush(self) -> None:
         """Wait until every write is durable: a journal may queue a write that nothing
@@ -255,6 +262,9 @@ class MemoryJournal:
             previous, output_hash=output_hash, reads=tuple(result.clock_reads), outcome=result
         )
 
+    async def queued_durable(self) -> None:
+        return None
+
     async def flush(self) -> None:
         return None
 
@@ -268,11 +278,12 @@ def cell_entropy(run_id: str, node_id: str) -> str:
 async def journal_cell_start(
     journal: Journal | None, node: CallNode, info: CellInfo, code: str, run_id: str = ""
 ) -> tuple[RecordedCell | None, CellClock | None]:
-    """Record a cell as executing (durably, before it runs), or check it against the
-    journal when it is being replayed. Also returns the REPL's clock for this cell (None
-    without a journal): on its first run it starts now, on replay at the journaled start
-    with the journaled precise-clock reads; its entropy is seeded from ``run_id`` and the
-    cell's node id either way."""
+    """Record a cell as executing (durable before the host serves the cell or reads its
+    outcome: `Journal.queued_durable`), or check it against the journal when it is being
+    replayed. Also returns the REPL's clock for this cell (None without a journal): on its
+    first run it starts now, on replay at the journaled start with the journaled
+    precise-clock reads; its entropy is seeded from ``run_id`` and the cell's node id
+    either way."""
     if journal is None:
         return None, None
     entropy = cell_entropy(run_id, node.id)

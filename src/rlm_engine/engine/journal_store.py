@@ -9,8 +9,10 @@ what this journal writes afterwards is added to that index as it becomes durable
 Two writes are held back: a root turn's reply and a cell's outcome. Nothing outside the
 host acts on either before the journal's next write (the next cell's start, a sub-call's
 reply) or `flush`, which commits them in its own transaction: a turn costs one commit
-instead of three. A crash before
-then loses only steps a resume redoes anyway (call the root again, run the cell again).
+instead of three. A crash before then loses only steps a resume redoes anyway (call the
+root again, run the cell again). The cell's start, which carries them, is not waited for
+either: the cell runs while it commits, and the host serves nothing the cell asks for,
+and reads no outcome of it, until it is durable (`queued_durable`).
 """
 
 from __future__ import annotations
@@ -139,6 +141,8 @@ class StoreJournal:
         self._cells: dict[str, RecordedCell] = {}
         self._loading: Future[JournalSnapshot] | None = None
         self._held: list[JournalWrites] = []
+        self._pending: set[asyncio.Task[None]] = set()
+        """Writes on their way (a cell's start), for `queued_durable` to wait for."""
         self.loads = 0
         """How many times the run's journal was read from the store (once, normally)."""
 
@@ -193,8 +197,22 @@ class StoreJournal:
     def _hold(self, writes: JournalWrites) -> None:
         self._held.append(writes)
 
+    def _queue(self, writes: JournalWrites) -> None:
+        """Write ``writes`` (and those held) without waiting: `queued_durable` waits for
+        them."""
+        task = asyncio.get_running_loop().create_task(self._write(writes))
+        self._pending.add(task)
+        # Retrieved here so that a cancelled run leaves no "never retrieved" warning; a
+        # failure is raised by the next `flush`, whoever calls it.
+        task.add_done_callback(lambda t: t.cancelled() or t.exception())
+
+    async def queued_durable(self) -> None:
+        for task in list(self._pending):
+            await asyncio.shield(task)  # a caller that stops waiting leaves the write going
+            self._pending.discard(task)
+
     async def flush(self) -> None:
-        """Make the writes held back so far durable."""
+        await self.queued_durable()
         if self._held:
             await self._write(JournalWrites())
 
@@ -261,7 +279,10 @@ class StoreJournal:
             self.run_id, node_id, iteration, index, code, instruction, meta={"clock": clock}
         )
         await self._index()
-        await self._write(JournalWrites(cell_starts=[start]))
+        # The cell runs while its start (and the root reply before it) is committed: the
+        # sandbox acts on nothing outside itself but through the host, which serves it
+        # only once `queued_durable` returns, as does the engine before it reads the outcome.
+        self._queue(JournalWrites(cell_starts=[start]))
         self._cell_keys[node_id] = start.key
         self._cells.setdefault(node_id, RecordedCell(digest(code), None, clock))
 
@@ -310,9 +331,9 @@ class StoreJournal:
             ref = await asyncio.to_thread(self.store.blobs.put, data, durable=False)
         amended = replace(finish, meta={**(finish.meta or {}), **snapshot_meta(ref, note)})
         if not self._amend_held(finish, amended):
-            # Already committed: journaled again with the same outcome, which only merges
-            # the snapshot into the cell's meta.
-            await self._write(JournalWrites(cell_finishes=[amended]))
+            # Already on its way: journaled again with the same outcome, which only merges
+            # the snapshot into the cell's meta, with the next write (nothing acts on it).
+            self._hold(JournalWrites(cell_finishes=[amended]))
         kept = self._cells.get(node_id)
         if kept is not None:
             self._cells[node_id] = replace(kept, snapshot_ref=ref, snapshot_note=note)

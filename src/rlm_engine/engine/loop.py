@@ -586,12 +586,14 @@ class RunLoop:
         self, node: CallNode, info: CellInfo, code: str, instruction: str | None
     ) -> tuple[CellResult, CellClock | None]:
         """Journal the cell's start, run it, and check it against a recorded run of it."""
-        await self._snapshots.settle()  # the previous cell's, before this one changes it
+        await self._snapshots.read()  # the previous cell's, before this one changes it
         recorded, clock = await journal_cell_start(
             self.state.journal, node, info, code, self.state.run_id
         )
         sandbox = await self._sandbox()
         result = await self._execute(sandbox, code, clock)
+        if self.state.journal is not None:
+            await self.state.journal.queued_durable()  # the cell ran while it was committed
         start = (info.iteration, info.cell_index, code, instruction, clock.start if clock else 0.0)
         result, fresh = await self._divergences.cell_end(node, result, recorded, start)
         if fresh and result.final is None:  # a FINAL ends the run: nothing to restore later

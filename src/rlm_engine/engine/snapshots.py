@@ -8,7 +8,8 @@ reproduce its journaled output, a NEW sandbox loads the snapshot and the run goe
 the journaled output (``engine.divergence``). The host never unpickles a snapshot.
 
 The snapshot is taken after the cell's result is back and while the root model thinks
-about it: the next cell waits for it, the root call does not.
+about it: the next cell waits until the namespace has been read, the root call does not;
+the bytes are stored meanwhile.
 """
 
 from __future__ import annotations
@@ -134,6 +135,8 @@ class SnapshotTaker:
     def __init__(self, journal: object) -> None:
         self._journal = journal if isinstance(journal, KeepsSnapshots) else None
         self._pending: asyncio.Task[None] | None = None
+        self._read: asyncio.Future[None] | None = None
+        """Resolved once the pending snapshot's namespace has been read (pickled)."""
         self._last: _Last | None = None
 
     @property
@@ -148,7 +151,8 @@ class SnapshotTaker:
         if result.status == "killed" or not sandbox.alive:
             return
         previous = self._pending
-        self._pending = asyncio.create_task(self._take(previous, journal, sandbox, node_id))
+        read = self._read = asyncio.get_running_loop().create_future()
+        self._pending = asyncio.create_task(self._take(previous, journal, sandbox, node_id, read))
 
     async def _take(
         self,
@@ -156,13 +160,18 @@ class SnapshotTaker:
         journal: KeepsSnapshots,
         sandbox: SnapshotsNamespace,
         node_id: str,
+        read: asyncio.Future[None],
     ) -> None:
-        if previous is not None:
-            await asyncio.gather(previous, return_exceptions=True)
         try:
-            snapshot = await sandbox.snapshot(max_bytes=journal.snapshot_max_bytes)
-        except (SandboxError, RLMError) as exc:
-            snapshot = NamespaceSnapshot(None, reason=f"the snapshot failed: {exc}")
+            if previous is not None:
+                await asyncio.gather(previous, return_exceptions=True)
+            try:
+                snapshot = await sandbox.snapshot(max_bytes=journal.snapshot_max_bytes)
+            except (SandboxError, RLMError) as exc:
+                snapshot = NamespaceSnapshot(None, reason=f"the snapshot failed: {exc}")
+        finally:
+            if not read.done():
+                read.set_result(None)
         same = self._last is not None and self._last.sandbox is sandbox
         ref: str | None = None
         if snapshot.unchanged:
@@ -173,8 +182,17 @@ class SnapshotTaker:
         ref = await journal.keep_snapshot(node_id, snapshot.data, note, ref=ref)
         self._last = _Last(sandbox, ref)
 
+    async def read(self) -> None:
+        """Wait until the snapshot in progress has read the namespace (before the next cell
+        changes it); storing the bytes goes on meanwhile."""
+        read, pending = self._read, self._pending
+        if read is not None and pending is not None and not read.done():
+            # (a task cancelled before it ran never resolves ``read``)
+            await asyncio.wait({read, pending}, return_when=asyncio.FIRST_COMPLETED)
+
     async def settle(self) -> None:
-        """Wait for the snapshot in progress (before the next cell, and at the end)."""
+        """Wait for the snapshot in progress to be kept (at the end)."""
+        self._read = None
         pending, self._pending = self._pending, None
         if pending is not None:
             try:
@@ -184,6 +202,7 @@ class SnapshotTaker:
                 log.warning("a namespace snapshot could not be kept: %s", exc)
 
     async def cancel(self) -> None:
+        self._read = None
         pending, self._pending = self._pending, None
         if pending is not None:
             pending.cancel()
