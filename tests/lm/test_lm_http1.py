@@ -147,6 +147,23 @@ def chat(url: str, **headers: str) -> DirectChat:
     return DirectChat(provider="sim", base_url=url, api_key="k", headers=headers or None)
 
 
+Connect = Callable[..., DirectChat]
+
+
+@pytest.fixture
+async def connect() -> AsyncIterator[Connect]:
+    """`chat`, closed when the test ends (before its servers stop)."""
+    clients: list[DirectChat] = []
+
+    def opened(url: str, **headers: str) -> DirectChat:
+        clients.append(chat(url, **headers))
+        return clients[-1]
+
+    yield opened
+    for client in clients:
+        await client.aclose()
+
+
 async def post(chat: DirectChat, n: int = 0, **kw: Any) -> Any:
     kw.setdefault("timeout_s", 30.0)
     return await asyncio.wait_for(chat.post({"n": n}, **kw), timeout=60)
@@ -161,13 +178,12 @@ async def failure(chat: DirectChat, n: int = 0, **kw: Any) -> ProviderError:
 # Framing and keep-alive
 
 
-async def test_sequential_requests_share_one_keep_alive_connection(serve: Start) -> None:
+async def test_sequential_requests_share_one_keep_alive_connection(
+    serve: Start, connect: Connect
+) -> None:
     server = await serve(echo)
-    client = chat(server.url + "/")
-    try:
-        replies = [await post(client, n) for n in range(4)]
-    finally:
-        await client.aclose()
+    client = connect(server.url + "/")
+    replies = [await post(client, n) for n in range(4)]
     assert [r["n"] for r in replies] == [0, 1, 2, 3]
     assert server.connections == 1
     assert [r.on_conn for r in server.requests] == [0, 1, 2, 3]
@@ -175,14 +191,11 @@ async def test_sequential_requests_share_one_keep_alive_connection(serve: Start)
 
 
 async def test_requests_carry_host_with_port_auth_encoding_and_extra_headers(
-    serve: Start,
+    serve: Start, connect: Connect
 ) -> None:
     server = await serve(echo)
-    client = chat(server.url, **{"X-Extra": "yes", "user-agent": "custom"})
-    try:
-        await post(client)
-    finally:
-        await client.aclose()
+    client = connect(server.url, **{"X-Extra": "yes", "user-agent": "custom"})
+    await post(client)
     headers = server.requests[0].headers
     port = server.url.rsplit(":", 1)[1].split("/")[0]
     assert headers["host"] == f"127.0.0.1:{port}"
@@ -224,7 +237,9 @@ async def test_a_bad_base_url_is_a_configuration_error_at_the_first_request() ->
     assert "--base-url" in raised.value.hint  # what to change, on the CLI's hint line
 
 
-async def test_a_chunked_body_with_extensions_and_trailers_arrives_whole(serve: Start) -> None:
+async def test_a_chunked_body_with_extensions_and_trailers_arrives_whole(
+    serve: Start, connect: Connect
+) -> None:
     payload = json.dumps({"text": "x" * 3000}).encode()
 
     async def chunked(request: Request, writer: Writer) -> None:
@@ -237,12 +252,9 @@ async def test_a_chunked_body_with_extensions_and_trailers_arrives_whole(serve: 
         writer.write(b"0\r\nX-Trailer: t\r\n\r\n")
 
     server = await serve(chunked)
-    client = chat(server.url)
-    try:
-        first = await post(client)
-        second = await post(client)
-    finally:
-        await client.aclose()
+    client = connect(server.url)
+    first = await post(client)
+    second = await post(client)
     assert first == second == {"text": "x" * 3000}
     assert server.connections == 1
 
@@ -261,22 +273,19 @@ def raw_deflate(data: bytes) -> bytes:
     ],
 )
 async def test_compressed_bodies_are_decoded(
-    serve: Start, encoding: str, compress: Callable[[bytes], bytes]
+    serve: Start, encoding: str, compress: Callable[[bytes], bytes], connect: Connect
 ) -> None:
     async def compressed(request: Request, writer: Writer) -> None:
         body = compress(json.dumps({"n": request.json()["n"]}).encode())
         writer.write(reply(200, body, f"Content-Encoding: {encoding}"))
 
     server = await serve(compressed)
-    client = chat(server.url)
-    try:
-        assert await post(client, 7) == {"n": 7}
-    finally:
-        await client.aclose()
+    client = connect(server.url)
+    assert await post(client, 7) == {"n": 7}
 
 
 async def test_a_body_read_until_close_is_complete_and_its_connection_not_reused(
-    serve: Start,
+    serve: Start, connect: Connect
 ) -> None:
     async def until_close(request: Request, writer: Writer) -> bool:
         body = json.dumps({"n": request.json()["n"]}).encode()
@@ -287,15 +296,12 @@ async def test_a_body_read_until_close_is_complete_and_its_connection_not_reused
         return False
 
     server = await serve(until_close)
-    client = chat(server.url)
-    try:
-        assert [await post(client, n) for n in (1, 2)] == [{"n": 1}, {"n": 2}]
-    finally:
-        await client.aclose()
+    client = connect(server.url)
+    assert [await post(client, n) for n in (1, 2)] == [{"n": 1}, {"n": 2}]
     assert server.connections == 2
 
 
-async def test_interim_1xx_replies_are_skipped(serve: Start) -> None:
+async def test_interim_1xx_replies_are_skipped(serve: Start, connect: Connect) -> None:
     async def continued(request: Request, writer: Writer) -> None:
         writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
         await writer.drain()
@@ -303,12 +309,9 @@ async def test_interim_1xx_replies_are_skipped(serve: Start) -> None:
         writer.write(json_reply({"n": request.json()["n"]}))
 
     server = await serve(continued)
-    client = chat(server.url)
-    try:
-        assert await post(client, 3) == {"n": 3}
-        assert await post(client, 4) == {"n": 4}
-    finally:
-        await client.aclose()
+    client = connect(server.url)
+    assert await post(client, 3) == {"n": 3}
+    assert await post(client, 4) == {"n": 4}
     assert server.connections == 1
 
 
@@ -316,22 +319,21 @@ async def test_interim_1xx_replies_are_skipped(serve: Start) -> None:
     "head",
     ["HTTP/1.1 200 OK\r\nConnection: close", "HTTP/1.0 200 OK"],
 )
-async def test_a_reply_that_does_not_keep_alive_is_not_reused(serve: Start, head: str) -> None:
+async def test_a_reply_that_does_not_keep_alive_is_not_reused(
+    serve: Start, head: str, connect: Connect
+) -> None:
     async def closing(request: Request, writer: Writer) -> None:
         body = json.dumps({"n": request.json()["n"]}).encode()
         writer.write(f"{head}\r\nContent-Length: {len(body)}\r\n\r\n".encode() + body)
 
     server = await serve(closing)  # the server itself keeps the connections open
-    client = chat(server.url)
-    try:
-        assert [await post(client, n) for n in (1, 2, 3)] == [{"n": 1}, {"n": 2}, {"n": 3}]
-    finally:
-        await client.aclose()
+    client = connect(server.url)
+    assert [await post(client, n) for n in (1, 2, 3)] == [{"n": 1}, {"n": 2}, {"n": 3}]
     assert server.connections == 3
 
 
 async def test_a_connection_the_server_closed_while_idle_is_not_used_again(
-    serve: Start,
+    serve: Start, connect: Connect
 ) -> None:
     async def one_per_connection(request: Request, writer: Writer) -> bool:
         await echo(request, writer)
@@ -339,18 +341,15 @@ async def test_a_connection_the_server_closed_while_idle_is_not_used_again(
         return False  # closes without saying so in the reply
 
     server = await serve(one_per_connection)
-    client = chat(server.url)
-    try:
-        assert await post(client, 1) == {"n": 1}
-        await asyncio.sleep(0.05)
-        assert await post(client, 2) == {"n": 2}
-    finally:
-        await client.aclose()
+    client = connect(server.url)
+    assert await post(client, 1) == {"n": 1}
+    await asyncio.sleep(0.05)
+    assert await post(client, 2) == {"n": 2}
     assert server.connections == 2
 
 
 async def test_a_reused_connection_dropped_before_the_reply_is_retried_once_fresh(
-    serve: Start,
+    serve: Start, connect: Connect
 ) -> None:
     # The server takes the second request on the old connection and drops it unanswered,
     # as one does that closes an idle connection while the request is on its way.
@@ -361,47 +360,38 @@ async def test_a_reused_connection_dropped_before_the_reply_is_retried_once_fres
         return None
 
     server = await serve(drop_second)
-    client = chat(server.url)
-    try:
-        assert await post(client, 1) == {"n": 1}
-        assert await post(client, 2) == {"n": 2}
-    finally:
-        await client.aclose()
+    client = connect(server.url)
+    assert await post(client, 1) == {"n": 1}
+    assert await post(client, 2) == {"n": 2}
     assert server.connections == 2
     assert [r.json()["n"] for r in server.requests] == [1, 2, 2]
 
 
 async def test_a_fresh_connection_dropped_before_the_reply_is_not_retried(
-    serve: Start,
+    serve: Start, connect: Connect
 ) -> None:
     async def drop(request: Request, writer: Writer) -> bool:
         return False
 
     server = await serve(drop)
-    client = chat(server.url)
-    try:
-        error = await failure(client)
-    finally:
-        await client.aclose()
+    client = connect(server.url)
+    error = await failure(client)
     assert error.kind == "connection"
     assert len(server.requests) == 1
 
 
 async def test_64_concurrent_requests_are_all_answered_with_their_own_replies(
-    serve: Start,
+    serve: Start, connect: Connect
 ) -> None:
     async def slow_echo(request: Request, writer: Writer) -> None:
         await asyncio.sleep(0.02)
         await echo(request, writer)
 
     server = await serve(slow_echo)
-    client = chat(server.url)
-    try:
-        for _ in range(2):  # the second wave runs on the pooled connections
-            replies = await asyncio.gather(*(post(client, n) for n in range(64)))
-            assert [r["n"] for r in replies] == list(range(64))
-    finally:
-        await client.aclose()
+    client = connect(server.url)
+    for _ in range(2):  # the second wave runs on the pooled connections
+        replies = await asyncio.gather(*(post(client, n) for n in range(64)))
+        assert [r["n"] for r in replies] == list(range(64))
     assert server.connections == 64
     assert len(server.requests) == 128
 
@@ -461,7 +451,7 @@ def test_each_event_loop_gets_its_own_connections() -> None:
     assert [r.on_conn for r in state["server"].requests] == [0, 0, 1, 1]
 
 
-async def test_ipv6_loopback(serve: Start) -> None:
+async def test_ipv6_loopback(serve: Start, connect: Connect) -> None:
     if not socket.has_ipv6:
         pytest.skip("no IPv6 on this machine")
     try:
@@ -470,18 +460,17 @@ async def test_ipv6_loopback(serve: Start) -> None:
     except OSError:
         pytest.skip("no ::1 on this machine")
     server = await serve(echo, host="::1")
-    client = chat(server.url)
-    try:
-        assert (await post(client, 5))["n"] == 5
-    finally:
-        await client.aclose()
+    client = connect(server.url)
+    assert (await post(client, 5))["n"] == 5
     assert server.requests[0].headers["host"].startswith("[::1]:")
 
 
 # Failures and how DirectChat names them
 
 
-async def test_a_reset_in_the_middle_of_the_body_is_a_connection_error(serve: Start) -> None:
+async def test_a_reset_in_the_middle_of_the_body_is_a_connection_error(
+    serve: Start, connect: Connect
+) -> None:
     async def half(request: Request, writer: Writer) -> bool:
         body = json.dumps({"n": 1, "pad": "x" * 100}).encode()
         writer.write(reply(200, body)[: -len(body) // 2])
@@ -491,11 +480,8 @@ async def test_a_reset_in_the_middle_of_the_body_is_a_connection_error(serve: St
         return False
 
     server = await serve(half)
-    client = chat(server.url)
-    try:
-        error = await failure(client)
-    finally:
-        await client.aclose()
+    client = connect(server.url)
+    error = await failure(client)
     assert error.kind == "connection" and error.retryable
     assert len(server.requests) == 1  # a reply had begun: never sent again
 
@@ -522,7 +508,9 @@ async def test_a_server_that_stalls_after_its_headers_hits_the_read_timeout(
     assert error.kind == "timeout" and error.retryable
 
 
-async def test_a_reply_that_trickles_past_the_total_timeout_times_out(serve: Start) -> None:
+async def test_a_reply_that_trickles_past_the_total_timeout_times_out(
+    serve: Start, connect: Connect
+) -> None:
     async def trickle(request: Request, writer: Writer) -> None:
         writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 100000\r\n\r\n")
         while not request.stopped.is_set():
@@ -538,32 +526,28 @@ async def test_a_reply_that_trickles_past_the_total_timeout_times_out(serve: Sta
             await raw.send(target, b"{}", timeout_s=0.3, read_timeout_s=5.0)
     finally:
         await raw.aclose()
-    client = chat(server.url)
-    try:
-        error = await failure(client, timeout_s=0.3, read_timeout_s=None)
-    finally:
-        await client.aclose()
+    client = connect(server.url)
+    error = await failure(client, timeout_s=0.3, read_timeout_s=None)
     assert error.kind == "timeout"
 
 
-async def test_a_timed_out_or_cancelled_request_closes_its_connection(serve: Start) -> None:
+async def test_a_timed_out_or_cancelled_request_closes_its_connection(
+    serve: Start, connect: Connect
+) -> None:
     async def slow_first(request: Request, writer: Writer) -> None:
         if request.n == 0:
             await asyncio.sleep(0.5)
         await echo(request, writer)
 
     server = await serve(slow_first)
-    client = chat(server.url)
-    try:
-        task = asyncio.ensure_future(post(client, 0))
-        while not server.requests:
-            await asyncio.sleep(0.01)
-        task.cancel()
-        with pytest.raises(asyncio.CancelledError):
-            await task
-        assert await post(client, 1) == {"n": 1}
-    finally:
-        await client.aclose()
+    client = connect(server.url)
+    task = asyncio.ensure_future(post(client, 0))
+    while not server.requests:
+        await asyncio.sleep(0.01)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert await post(client, 1) == {"n": 1}
     assert server.connections == 2
 
 
@@ -577,34 +561,30 @@ async def test_a_refused_connection_is_a_connection_error() -> None:
     assert f"127.0.0.1:{port}" in str(error)
 
 
-async def test_429_with_retry_after_is_a_rate_limit_with_its_wait(serve: Start) -> None:
+async def test_429_with_retry_after_is_a_rate_limit_with_its_wait(
+    serve: Start, connect: Connect
+) -> None:
     async def limited(request: Request, writer: Writer) -> None:
         body = json.dumps({"error": {"message": "slow down", "code": "rate_limit"}}).encode()
         writer.write(reply(429, body, "retry-after: 7", reason="Too Many Requests"))
 
     server = await serve(limited)
-    client = chat(server.url)
-    try:
-        error = await failure(client)
-    finally:
-        await client.aclose()
+    client = connect(server.url)
+    error = await failure(client)
     assert error.kind == "rate_limit"
     assert error.retry_after_s == 7.0
     assert error.status == 429
     assert "slow down" in str(error)
 
 
-async def test_500_is_a_server_error(serve: Start) -> None:
+async def test_500_is_a_server_error(serve: Start, connect: Connect) -> None:
     async def broken(request: Request, writer: Writer) -> None:
         writer.write(reply(500, b"upstream exploded", reason="Internal Server Error"))
 
     server = await serve(broken)
-    client = chat(server.url)
-    try:
-        error = await failure(client)
-        again = await failure(client)  # an error reply leaves the connection usable
-    finally:
-        await client.aclose()
+    client = connect(server.url)
+    error = await failure(client)
+    again = await failure(client)  # an error reply leaves the connection usable
     assert error.kind == again.kind == "server"
     assert "upstream exploded" in str(error)
     assert server.connections == 1
@@ -628,17 +608,14 @@ async def test_500_is_a_server_error(serve: Start) -> None:
     ],
 )
 async def test_replies_that_are_not_http_or_not_json_are_malformed(
-    serve: Start, raw: bytes
+    serve: Start, raw: bytes, connect: Connect
 ) -> None:
     async def garbage(request: Request, writer: Writer) -> None:
         writer.write(raw)
 
     server = await serve(garbage)
-    client = chat(server.url)
-    try:
-        error = await failure(client)
-    finally:
-        await client.aclose()
+    client = connect(server.url)
+    error = await failure(client)
     assert error.kind == "malformed" and error.retryable
 
 
@@ -787,16 +764,14 @@ async def test_https_verifies_the_server_against_ssl_cert_file(
     serve: Start,
     tls_server_context: tuple[ssl.SSLContext, Path],
     fresh_tls_default: Callable[[Path | None], None],
+    connect: Connect,
 ) -> None:
     context, ca = tls_server_context
     fresh_tls_default(ca)
     server = await serve(echo, tls=context)
-    client = chat(server.url.replace("127.0.0.1", "localhost"))
-    try:
-        assert (await post(client, 1))["n"] == 1
-        assert (await post(client, 2))["n"] == 2
-    finally:
-        await client.aclose()
+    client = connect(server.url.replace("127.0.0.1", "localhost"))
+    assert (await post(client, 1))["n"] == 1
+    assert (await post(client, 2))["n"] == 2
     assert server.connections == 1
 
 
