@@ -10,7 +10,7 @@ from collections.abc import Generator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import Any
 
-from sqlalchemy import JSON, ColumnElement, Connection, Engine, Table
+from sqlalchemy import JSON, ColumnElement, Connection, Engine, RowMapping, Table
 
 from rlm_engine.store.blobs import BlobStore, sha256_text
 from rlm_engine.store.connect import READ_ONLY
@@ -123,6 +123,46 @@ def upsert(
         conn.execute(stmt.on_conflict_do_nothing(index_elements=keys))
 
 
+# Keys per `IN (...)` list: well under every backend's limit on bound parameters.
+IN_CHUNK = 500
+
+
+def select_in(
+    conn: Connection,
+    table: str,
+    columns: Sequence[str],
+    where: Mapping[str, Any],
+    key: str,
+    values: Sequence[Any],
+) -> list[RowMapping]:
+    """``SELECT columns FROM table`` where each ``where`` column equals its value and
+    ``key`` is one of ``values``, in driver-level SQL built once per shape: the group
+    commit reads the rows it is about to write on every commit, and compiling the Core
+    query cost more than the commit's fsync. JSON columns come back as the driver gives
+    them (text on SQLite)."""
+    rows: list[RowMapping] = []
+    fixed = tuple(where)
+    for start in range(0, len(values), IN_CHUNK):
+        chunk = values[start : start + IN_CHUNK]
+        sql = _select_in_sql(conn.dialect.name, table, tuple(columns), fixed, key, len(chunk))
+        rows += conn.exec_driver_sql(sql, (*where.values(), *chunk)).mappings()
+    return rows
+
+
+@functools.lru_cache(maxsize=128)
+def _select_in_sql(
+    dialect: str, table: str, columns: tuple[str, ...], fixed: tuple[str, ...], key: str, count: int
+) -> str:
+    mark = param_mark(dialect)
+    conditions = [f"{c} = {mark}" for c in fixed] + [f"{key} IN ({', '.join([mark] * count)})"]
+    return f"SELECT {', '.join(columns)} FROM {table} WHERE {' AND '.join(conditions)}"
+
+
+def param_mark(dialect: str) -> str:
+    """The driver's placeholder for a bound parameter (psycopg's or sqlite3's)."""
+    return "%s" if dialect == "postgresql" else "?"
+
+
 # Bound parameters per multi-row statement: under every backend's limit.
 MULTI_ROW_PARAMS = 20_000
 
@@ -179,7 +219,7 @@ def _multi_row_sql(
     if dialect == "postgresql":
         marks = [("CAST(%s AS JSON)" if c in json_columns else "%s") for c in columns]
     else:
-        marks = ["?"] * len(columns)
+        marks = [param_mark(dialect)] * len(columns)
     one = "(" + ", ".join(marks) + ")"
     sql = f"INSERT INTO {table} ({', '.join(columns)}) VALUES " + ", ".join([one] * count)
     if keys and update:

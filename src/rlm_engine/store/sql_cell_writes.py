@@ -18,11 +18,10 @@ from sqlalchemy import Connection
 
 from rlm_engine.store.errors import JournalConflictError, NotFoundError
 from rlm_engine.store.records import TERMINAL_CELL_STATUSES, CellFinish, CellStart, CellStatus
-from rlm_engine.store.sql_base import SqlDb, text_hash, upsert_many
+from rlm_engine.store.sql_base import SqlDb, param_mark, select_in, text_hash, upsert_many
 from rlm_engine.store.tables import cells
 
-# Artifact ids per `IN (...)` list: well under every backend's limit on bound parameters.
-_IN_CHUNK = 500
+_STATE_COLUMNS = ("artifact_id", "status", "output_hash", "meta")
 _BEGUN_KEPT = ("artifact_id", "created_at")
 """Columns a begin leaves as they are on a row a crash left pending or executing."""
 
@@ -136,7 +135,7 @@ def _update(conn: Connection, artifact_id: str, values: Mapping[str, Any]) -> No
 
 @functools.lru_cache(maxsize=32)
 def _update_sql(dialect: str, columns: tuple[str, ...]) -> str:
-    mark = "%s" if dialect == "postgresql" else "?"
+    mark = param_mark(dialect)
     sets = ", ".join(
         f"{c} = CAST({mark} AS JSON)"
         if c == "meta" and dialect == "postgresql"
@@ -149,26 +148,15 @@ def _update_sql(dialect: str, columns: tuple[str, ...]) -> str:
 def _cell_states(conn: Connection, artifact_ids: list[str]) -> dict[str, dict[str, Any]]:
     """Status, output hash and meta of the cells already there, by artifact id."""
     found: dict[str, dict[str, Any]] = {}
-    for start in range(0, len(artifact_ids), _IN_CHUNK):
-        chunk = artifact_ids[start : start + _IN_CHUNK]
-        sql = _states_sql(conn.dialect.name, len(chunk))
-        for artifact_id, status, output_hash, meta in conn.exec_driver_sql(sql, tuple(chunk)):
-            value: object = json.loads(meta) if isinstance(meta, str) else meta
-            found[artifact_id] = {
-                "status": status,
-                "output_hash": output_hash,
-                "meta": cast(dict[str, Any], value) if isinstance(value, dict) else {},
-            }
+    for row in select_in(conn, cells.name, _STATE_COLUMNS, {}, "artifact_id", artifact_ids):
+        meta: object = row["meta"]
+        value: object = json.loads(meta) if isinstance(meta, str) else meta
+        found[row["artifact_id"]] = {
+            "status": row["status"],
+            "output_hash": row["output_hash"],
+            "meta": cast(dict[str, Any], value) if isinstance(value, dict) else {},
+        }
     return found
-
-
-@functools.lru_cache(maxsize=64)
-def _states_sql(dialect: str, count: int) -> str:
-    mark = "%s" if dialect == "postgresql" else "?"
-    return (
-        f"SELECT artifact_id, status, output_hash, meta FROM {cells.name} "
-        f"WHERE artifact_id IN ({', '.join([mark] * count)})"
-    )
 
 
 def pack_final(db: SqlDb, meta: Mapping[str, Any]) -> dict[str, Any]:

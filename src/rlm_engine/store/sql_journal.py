@@ -32,7 +32,7 @@ from rlm_engine.store.records import (
     NodeStatus,
     Usage,
 )
-from rlm_engine.store.sql_base import SqlDb, upsert, upsert_many
+from rlm_engine.store.sql_base import SqlDb, select_in, upsert, upsert_many
 from rlm_engine.store.sql_cell_writes import write_cells_in
 from rlm_engine.store.tables import cells, nodes
 
@@ -195,47 +195,27 @@ def record_model_call(db: SqlDb, call: ModelCall) -> ModelCall:
     return _to_model_call(db, row)
 
 
-# Node ids per `IN (...)` list: well under every backend's limit on bound parameters.
-_IN_CHUNK = 500
 _STARTED_COLUMNS = (
-    nodes.c.node_id,
-    nodes.c.status,
-    nodes.c.request_hash,
-    nodes.c.parent_id,
-    nodes.c.model,
-    nodes.c.request_text,
-    nodes.c.request_ref,
-    nodes.c.meta,
+    "node_id",
+    "status",
+    "request_hash",
+    "parent_id",
+    "model",
+    "request_text",
+    "request_ref",
+    "meta",
 )
 
 
 def _existing_nodes(
     conn: Connection, run_id: str, node_ids: list[str]
 ) -> dict[str, Mapping[str, Any]]:
-    """The rows of ``node_ids`` already there, by node id. Driver-level SQL, built once per
-    size: a group commit reads them on every commit, and compiling the Core query cost
-    more than the commit's fsync."""
-    found: dict[str, Mapping[str, Any]] = {}
-    for start in range(0, len(node_ids), _IN_CHUNK):
-        chunk = node_ids[start : start + _IN_CHUNK]
-        sql = _existing_sql(conn.dialect.name, len(chunk))
-        for row in conn.exec_driver_sql(sql, (run_id, *chunk)).mappings():
-            meta = row["meta"]
-            found[row["node_id"]] = {
-                **row,
-                "meta": json.loads(meta) if isinstance(meta, str) else meta,
-            }
-    return found
-
-
-@functools.lru_cache(maxsize=64)
-def _existing_sql(dialect: str, count: int) -> str:
-    mark = "%s" if dialect == "postgresql" else "?"
-    columns = ", ".join(c.name for c in _STARTED_COLUMNS)
-    return (
-        f"SELECT {columns} FROM {nodes.name} WHERE run_id = {mark} "
-        f"AND node_id IN ({', '.join([mark] * count)})"
-    )
+    """The rows of ``node_ids`` already there, by node id."""
+    rows = select_in(conn, nodes.name, _STARTED_COLUMNS, {"run_id": run_id}, "node_id", node_ids)
+    return {
+        row["node_id"]: {**row, "meta": json.loads(m) if isinstance(m := row["meta"], str) else m}
+        for row in rows
+    }
 
 
 def record_model_calls(db: SqlDb, conn: Connection, batch: Sequence[ModelCall]) -> None:
